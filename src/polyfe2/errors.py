@@ -1,0 +1,19 @@
+"""Error types whose messages are meant for the user, one line each."""
+
+
+class InputError(ValueError):
+    """Bad user input: the message names the file, the key and what was expected.
+
+    The command line prints ``str(error)`` alone (no traceback) and exits with status 2.
+    """
+
+    def __init__(self, message: str, *, file=None, key=None):
+        where = ", ".join(p for p in (f"{file}" if file else "", f"key '{key}'" if key else "") if p)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.file = file
+        self.key = key
+
+
+class SolverError(RuntimeError):
+    """The solver could not converge even after all cutbacks; results up to the last
+    converged increment have been written before this is raised."""
