@@ -1,0 +1,126 @@
+"""The batched constitutive-backend contract (DESIGN.md, "Constitutive backend contract").
+
+All tensors are torch tensors; batches of material points are ``(N, 3, 3)``. A backend
+object serves every voxel that uses it during a run and holds no per-voxel state itself:
+the state is a dict of tensors returned by :meth:`Backend.setup` and handed back in.
+
+Life cycle per load increment::
+
+    state = backend.setup(points, device, dtype)          # once
+    resp = backend.evaluate(F, F_0, dt, state)            # any number of times (pure)
+    state = backend.commit(resp.state)                    # once the increment converged
+
+A cutback simply calls ``evaluate`` again with the same committed ``state``.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+
+State = dict[str, torch.Tensor]
+
+
+@dataclass
+class MaterialPoints:
+    """Per-voxel data handed to :meth:`Backend.setup`.
+
+    Attributes
+    ----------
+    orientations : (N, K, 4) tensor
+        Unit quaternions (scalar first, DAMASK's passive convention) of the K constituents
+        of every point. Points with fewer constituents are padded with fraction 0.
+    fractions : (N, K) tensor
+        Volume fractions ``v`` of the constituents; each row sums to 1.
+    material_id : (N,) long tensor
+        Index into ``material`` of material.yaml, for bookkeeping and output.
+    extra : dict
+        Backend-specific per-point data (e.g. a microstructure descriptor), each entry a
+        tensor whose first axis is N.
+    """
+
+    orientations: torch.Tensor
+    fractions: torch.Tensor
+    material_id: torch.Tensor
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.orientations.shape[0])
+
+    def subset(self, index: torch.Tensor) -> "MaterialPoints":
+        """The points selected by ``index`` (a boolean mask or integer index)."""
+        return MaterialPoints(self.orientations[index], self.fractions[index],
+                              self.material_id[index], {k: v[index] for k, v in self.extra.items()})
+
+
+@dataclass
+class Response:
+    """What :meth:`Backend.evaluate` returns.
+
+    Attributes
+    ----------
+    P : (N, 3, 3) tensor
+        First Piola-Kirchhoff stress at the end of the increment.
+    state : dict of tensors
+        Trial state; becomes the committed state through :meth:`Backend.commit`.
+    failed : (N,) bool tensor
+        Points whose update did not converge or produced non-finite numbers. Their P is
+        finite (the elastic predictor or zero) so the solver can continue to a cutback.
+    """
+
+    P: torch.Tensor
+    state: State
+    failed: torch.Tensor
+
+
+class Backend(abc.ABC):
+    """A batched constitutive law.
+
+    Parameters
+    ----------
+    phase : mapping
+        The phase entry of material.yaml (``lattice``, ``mechanical: {elastic, plastic}``).
+    options : mapping
+        Backend options from the run config (``backend_options``); unknown keys must be
+        rejected with :class:`polyfe2.errors.InputError`.
+    """
+
+    #: options this backend accepts, with their defaults
+    default_options: Mapping[str, Any] = {}
+
+    def __init__(self, phase: Mapping[str, Any], options: Mapping[str, Any] | None = None,
+                 *, source: str = "material.yaml"):
+        from ..errors import InputError
+
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.default_options))
+        if unknown:
+            raise InputError(f"unknown option(s) {unknown} for backend '{self.name}'; "
+                             f"accepted: {sorted(self.default_options)}", key="backend_options")
+        self.options = {**self.default_options, **options}
+        self.phase = phase
+        self.source = source
+
+    name: str = "?"
+
+    @abc.abstractmethod
+    def setup(self, points: MaterialPoints, device: torch.device, dtype: torch.dtype) -> State:
+        """Initial committed state of all points."""
+
+    @abc.abstractmethod
+    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
+        """Stress at the end of the increment; pure (never modifies ``state``)."""
+
+    def commit(self, trial_state: State) -> State:
+        """Make a converged trial state the committed one."""
+        return trial_state
+
+    @abc.abstractmethod
+    def stiffness(self, state: State) -> torch.Tensor:
+        """(N, 3, 3, 3, 3) lab-frame elastic stiffness dP/dF about the committed state.
+
+        Used for the reference medium of the Green operator and for the compliance that
+        corrects the average F under stress boundary conditions.
+        """

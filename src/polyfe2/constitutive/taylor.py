@@ -1,0 +1,390 @@
+"""``taylor``: DAMASK ``phenopowerlaw`` crystal plasticity, iso-strain over K constituents.
+
+Follows DAMASK 3 (src/phase_mechanical.f90: integrateStress, integrateStateFPI;
+src/phase_mechanical_plastic_phenopowerlaw.f90; src/crystal.f90), batched in torch over all
+N·K constituents, float64. Per constituent (no F_i, no thermal terms):
+
+(1) F = F_e F_p,  F_p(t=0) = R = O.as_matrix() (lab->crystal), so the intermediate configuration
+    is the lattice frame: the stiffness is the plain cubic C and P_α = d_α ⊗ n_α are lattice
+    vectors (DAMASK phase_mechanical.f90, mechanical_init).
+(2) S = C : ½(F_eᵀF_e − I),  M_p = S  (Mandel stress with F_i = I),  τ_α = M_p : P_α.
+(3) γ̇_α = γ̇_0 |τ_α/ξ_α|^n sign(τ_α),  L_p = Σ_α γ̇_α P_α,
+    ∂γ̇_α/∂τ_α = γ̇_0 n |τ_α/ξ_α|^(n−1) / ξ_α   (kinetics_sl, LpAndItsTangent).
+(4) ξ̇_α = h_0 (1 + h_int) sign(1 − ξ_α/ξ_∞)|1 − ξ_α/ξ_∞|^a Σ_β h_αβ |γ̇_β|,  γ̇^state_α = |γ̇_α|
+    (phenopowerlaw_dotState: the saturation factor uses the hardened system α, outside the sum).
+(5) Stress, implicit in L_p (integrateStress): F_p⁻¹ = F_p0⁻¹ (I − Δt L_p), F_e = F F_p⁻¹,
+    Newton on R(L_p) = L_p − L_p^c(S(F_e(L_p))) with the analytical 9×9 Jacobian
+        ∂R/∂L_p = I + Δt Σ_α ∂γ̇_α/∂τ_α  P_α ⊗ (Aᵀ F_e Q_α),   A = F F_p0⁻¹,  Q_α = C : P_α,
+    converged when |R| < max(rtol max(|L_p|, |L_p^c|), atol); when |R| does not decrease the
+    step is halved along the last Newton direction (subStepSizeLp = 0.5).
+(6) State (ξ, γ) by backward Euler with DAMASK's damped fixed-point iteration (integrateStateFPI):
+    y = y_0 + ẏ Δt, converged when |r_i| ≤ max(atol_i, rtol |y_i|) for every component.
+(7) P_k = F F_p⁻¹ S F_p⁻ᵀ, F_p regularised by det(F_p)^(1/3); P = Σ_k v_k P_k.
+
+Points that do not converge within the caps or give non-finite numbers are reported in
+``failed`` and answered with the elastic predictor (F_p = F_p0); nothing raises. DAMASK's own
+crystallite substepping is not done here: the solver's cutback takes its place.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from ..errors import InputError
+from . import crystal
+from .base import Backend, MaterialPoints, Response, State
+from .registry import register
+
+_PL = ("mechanical", "plastic")
+
+
+@register("taylor")
+class TaylorBackend(Backend):
+    """DAMASK ``phenopowerlaw`` (fcc, 12 {111}<110> systems), iso-strain (Taylor) over K.
+
+    Parameters
+    ----------
+    phase : mapping
+        material.yaml phase entry, e.g. DAMASK's aluminium: ``lattice: cF``; ``mechanical:
+        {elastic: {type: Hooke, C_11, C_12, C_44}, plastic: {type: phenopowerlaw, N_sl: [12],
+        a_sl, dot_gamma_0_sl, h_0_sl-sl, h_sl-sl (7 values), n_sl, xi_0_sl, xi_inf_sl}}``;
+        optional ``h_int`` (default 0), ``atol_xi`` (Pa, default 1), ``atol_gamma`` (default
+        1e-6); ``output`` keys are ignored.
+    options : mapping, optional
+        ``max_newton`` (DAMASK nStress, 40), ``max_state_iter`` (nState, 20), ``rtol_Lp``
+        (rtol_Stress, 1e-6), ``atol_Lp`` (atol_Stress, 1e-8 /s), ``rtol_state`` (rtol_State,
+        1e-6), ``step_shrink_Lp`` (subStepSizeLp, 0.5).
+
+    State keys (committed and trial; N points, K constituents)
+    ----------------------------------------------------------
+    ``F_p`` (N,K,3,3), ``L_p`` (N,K,3,3) (Newton start of the next increment), ``S`` (N,K,3,3)
+    (2nd Piola–Kirchhoff in the lattice frame; DAMASK's first FPI predictor uses it),
+    ``xi_sl`` (N,K,12) in Pa, ``gamma_sl`` (N,K,12) accumulated |shear|; constants ``R``
+    (N,K,3,3) lab->crystal rotation and ``v`` (N,K) fractions.
+    """
+
+    default_options: Mapping[str, Any] = {
+        "max_newton": 40,
+        "max_state_iter": 20,
+        "rtol_Lp": 1e-6,
+        "atol_Lp": 1e-8,
+        "rtol_state": 1e-6,
+        "step_shrink_Lp": 0.5,
+    }
+
+    def __init__(self, phase, options=None, *, source="material.yaml"):
+        super().__init__(phase, options, source=source)
+        self._check_options()
+        if not isinstance(phase, Mapping):
+            raise InputError("expected a phase mapping", file=source, key="phase")
+        lattice = crystal.lookup(phase, ("lattice",), source, "'cF'")
+        if lattice != "cF":
+            raise InputError(f"expected 'cF' (only fcc is implemented in taylor), got {lattice!r}",
+                             file=source, key="phase/lattice")
+        self.C_11, self.C_12, self.C_44 = crystal.cubic_constants(phase, source)
+
+        pl = crystal.lookup(phase, _PL, source, "a mapping with type phenopowerlaw")
+        t = crystal.lookup(phase, _PL + ("type",), source, "'phenopowerlaw'")
+        if t != "phenopowerlaw":
+            raise InputError(f"expected 'phenopowerlaw' (the only plasticity of taylor), got {t!r}",
+                             file=source, key="phase/mechanical/plastic/type")
+        N_sl = crystal.lookup(phase, _PL + ("N_sl",), source, "[12]")
+        if not isinstance(N_sl, (list, tuple)) or list(N_sl) != [12]:
+            raise InputError(f"expected [12] (all fcc <110>{{111}} systems), got {N_sl!r}", file=source,
+                             key="phase/mechanical/plastic/N_sl")
+        N_tw = pl.get("N_tw", [])
+        if not isinstance(N_tw, (list, tuple)) or any(x != 0 for x in N_tw):
+            raise InputError(f"twinning is not implemented; expected N_tw absent or [0], got {N_tw!r}",
+                             file=source, key="phase/mechanical/plastic/N_tw")
+
+        def num(name, **kw):
+            p = _PL + (name,)
+            expected = "a positive number" if kw.get("positive") else "a number"
+            return crystal.as_number(crystal.lookup(phase, p, source, expected), p, source, **kw)
+
+        self.dot_gamma_0 = num("dot_gamma_0_sl", positive=True, length1=True)
+        self.n = num("n_sl", positive=True, length1=True)
+        self.a = num("a_sl", positive=True, length1=True)
+        self.h_0 = num("h_0_sl-sl", nonnegative=True, length1=True)
+        self.xi_0 = num("xi_0_sl", positive=True, length1=True)
+        self.xi_inf = num("xi_inf_sl", positive=True, length1=True)
+        self.h_int = (crystal.as_number(pl["h_int"], _PL + ("h_int",), source, length1=True)
+                      if "h_int" in pl else 0.0)
+        self.atol_xi = (crystal.as_number(pl["atol_xi"], _PL + ("atol_xi",), source, nonnegative=True)
+                        if "atol_xi" in pl else 1.0)
+        self.atol_gamma = (crystal.as_number(pl["atol_gamma"], _PL + ("atol_gamma",), source,
+                                             nonnegative=True) if "atol_gamma" in pl else 1.0e-6)
+        h = crystal.lookup(phase, _PL + ("h_sl-sl",), source, f"a list of {crystal.N_FCC_SLIP_TYPES} numbers")
+        key = "phase/mechanical/plastic/h_sl-sl"
+        if not isinstance(h, (list, tuple)) or len(h) < crystal.N_FCC_SLIP_TYPES:
+            raise InputError(f"expected a list of {crystal.N_FCC_SLIP_TYPES} numbers (fcc interaction types), "
+                             f"got {h!r}", file=source, key=key)
+        self.h_sl_sl = [crystal.as_number(x, _PL + ("h_sl-sl",), source)
+                        for x in h[:crystal.N_FCC_SLIP_TYPES]]
+
+    def _check_options(self) -> None:
+        o = self.options
+        for k in ("max_newton", "max_state_iter"):
+            if isinstance(o[k], bool) or not isinstance(o[k], int) or o[k] < 1:
+                raise InputError(f"expected a positive integer, got {o[k]!r}", key=f"backend_options/{k}")
+        for k in ("rtol_Lp", "atol_Lp", "rtol_state"):
+            if not isinstance(o[k], (int, float)) or not o[k] > 0:
+                raise InputError(f"expected a positive number, got {o[k]!r}", key=f"backend_options/{k}")
+        if not isinstance(o["step_shrink_Lp"], (int, float)) or not 0 < o["step_shrink_Lp"] < 1:
+            raise InputError(f"expected a number in (0, 1), got {o['step_shrink_Lp']!r}",
+                             key="backend_options/step_shrink_Lp")
+
+    # ------------------------------------------------------------------------------------------
+    # constants per device/dtype (built per call; nothing cached at module level)
+    # ------------------------------------------------------------------------------------------
+    def _constants(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        dev, dt = like.device, like.dtype
+        C = crystal.cubic_stiffness(self.C_11, self.C_12, self.C_44, device=dev, dtype=dt)
+        d, n = crystal.fcc_slip_systems(device=dev, dtype=dt)
+        P = crystal.schmid_tensors(d, n)
+        Q = torch.einsum("aij,ijkl->akl", P, C)              # Q_α = P_α : C = C : P_α (symmetric)
+        H = crystal.fcc_interaction_matrix(self.h_sl_sl, device=dev, dtype=dt)
+        return {"C": C, "P": P, "Q": Q, "H": H, "I": torch.eye(3, device=dev, dtype=dt)}
+
+    # ------------------------------------------------------------------------------------------
+    def setup(self, points: MaterialPoints, device, dtype) -> State:
+        """Initial state: F_p = R / det(R)^(1/3), ξ = ξ_0, γ = 0, L_p = S = 0 (DAMASK)."""
+        v = points.fractions.to(device=device, dtype=dtype)
+        R = crystal.orientation_matrices(points.orientations, v, device=device, dtype=dtype)
+        N, K = v.shape
+        Fp = R / torch.linalg.det(R)[..., None, None].abs() ** (1.0 / 3.0)
+        z33 = torch.zeros(N, K, 3, 3, device=device, dtype=dtype)
+        return {"F_p": Fp, "L_p": z33, "S": z33.clone(),
+                "xi_sl": torch.full((N, K, 12), self.xi_0, device=device, dtype=dtype),
+                "gamma_sl": torch.zeros(N, K, 12, device=device, dtype=dtype),
+                "R": R, "v": v}
+
+    def stiffness(self, state: State) -> torch.Tensor:
+        """(N,3,3,3,3) Σ_k v_k C_lab(R_k): the elastic stiffness rotated by the initial orientation."""
+        R = state["R"]
+        return crystal.average_stiffness(self._constants(R)["C"], R, state["v"])
+
+    # ------------------------------------------------------------------------------------------
+    # constitutive pieces, eqs. (2)-(4)
+    # ------------------------------------------------------------------------------------------
+    def _rates(self, tau: torch.Tensor, xi: torch.Tensor):
+        """γ̇_α and ∂γ̇_α/∂τ_α, eq. (3)."""
+        x = tau / xi
+        ax = x.abs()
+        gd = self.dot_gamma_0 * ax ** self.n * torch.sign(x)
+        nz = tau != 0
+        dgd = torch.where(nz, self.dot_gamma_0 * self.n * torch.where(nz, ax, 1.0) ** (self.n - 1.0) / xi,
+                          torch.zeros_like(x))
+        return gd, dgd
+
+    def _dot_state(self, S: torch.Tensor, xi: torch.Tensor, c) -> torch.Tensor:
+        """[ξ̇, |γ̇|] (m, 24) from the stress S (m,3,3) and hardness ξ (m,12), eq. (4)."""
+        tau = torch.einsum("mij,aij->ma", S, c["P"])
+        gd, _ = self._rates(tau, xi)
+        agd = gd.abs()
+        u = 1.0 - xi / self.xi_inf
+        left = torch.sign(u) * u.abs() ** self.a
+        dxi = self.h_0 * (1.0 + self.h_int) * left * (agd @ c["H"].T)
+        return torch.cat([dxi, agd], dim=-1)
+
+    def _integrate_stress(self, A, xi, Lp_guess, dt, c):
+        """Newton on the L_p residual, eq. (5), for the batch (m); mask-based.
+
+        Returns S (m,3,3), L_p (m,3,3), ok (m,) bool.
+        """
+        o = self.options
+        m = A.shape[0]
+        I, C, P, Q = c["I"], c["C"], c["P"], c["Q"]
+        Lp = Lp_guess.clone()
+        Lp_old = Lp.clone()
+        delta = torch.zeros_like(Lp)
+        step = torch.ones(m, device=A.device, dtype=A.dtype)
+        rn_old = torch.full((m,), float("inf"), device=A.device, dtype=A.dtype)
+        S_out = torch.zeros_like(A)
+        ok = torch.zeros(m, dtype=torch.bool, device=A.device)
+        active = torch.arange(m, device=A.device)
+        for it in range(1, int(o["max_newton"]) + 1):
+            if active.numel() == 0:
+                break
+            a = active
+            Lpa, Aa = Lp[a], A[a]
+            Fe = Aa @ (I - dt * Lpa)
+            E = crystal.green_lagrange(Fe)
+            S = crystal.ddot42(C, E)
+            tau = torch.einsum("mij,aij->ma", E, Q)          # = S : P_α
+            gd, dgd = self._rates(tau, xi[a])
+            Lpc = torch.einsum("ma,aij->mij", gd, P)
+            res = Lpa - Lpc
+            rn = torch.linalg.matrix_norm(res)
+            tol = torch.clamp_min(o["rtol_Lp"] * torch.maximum(torch.linalg.matrix_norm(Lpa),
+                                                               torch.linalg.matrix_norm(Lpc)), o["atol_Lp"])
+            finite = torch.isfinite(res).flatten(1).all(1) & torch.isfinite(S).flatten(1).all(1)
+            conv = finite & (rn < tol)
+            improved = finite & ~conv & ((rn < rn_old[a]) if it > 1 else torch.ones_like(conv))
+            worse = finite & ~conv & ~improved
+            keep = worse.clone()
+
+            ic = a[conv]
+            ok[ic] = True
+            S_out[ic] = S[conv]
+
+            if bool(worse.any()):                             # shorter step along the same direction
+                w = a[worse]
+                step[w] = step[w] * o["step_shrink_Lp"]
+                Lp[w] = Lp_old[w] + delta[w] * step[w, None, None]
+
+            if bool(improved.any()):
+                i = a[improved]
+                rn_old[i] = rn[improved]
+                Lp_old[i] = Lpa[improved]
+                step[i] = 1.0
+                J = self._jacobian(Aa[improved], Fe[improved], dgd[improved], dt, c)
+                sol, info = torch.linalg.solve_ex(J, res[improved].reshape(-1, 9, 1))
+                d = -sol.reshape(-1, 3, 3)
+                good = (info == 0) & torch.isfinite(d).flatten(1).all(1)
+                delta[i] = torch.where(good[:, None, None], d, torch.zeros_like(d))
+                Lp[i] = Lpa[improved] + delta[i]
+                keep[improved] = good
+            active = a[keep]
+        return S_out, Lp, ok
+
+    @staticmethod
+    def _jacobian(A, Fe, dgd, dt, c):
+        """∂R/∂L_p = I + Δt Σ_α ∂γ̇_α/∂τ_α P_α ⊗ (Aᵀ F_e Q_α), (m, 9, 9), row-major 3x3 -> 9.
+
+        From τ_α = Q_α : E, ∂τ_α/∂F_e = F_e Q_α and ∂F_e,ab/∂L_p,kl = −Δt A_ak δ_bl
+        (DAMASK: dRLp_dLp = I − dLp_dS : dS_dFe : dFe_dLp).
+        """
+        G9 = torch.einsum("mkb,abl->makl", A.transpose(-1, -2) @ Fe, c["Q"]).reshape(-1, 12, 9)
+        I9 = torch.eye(9, device=A.device, dtype=A.dtype)
+        return I9 + dt * torch.einsum("ma,ai,maj->mij", dgd, c["P"].reshape(12, 9), G9)
+
+    @staticmethod
+    def _damper(w0, w1, w2):
+        """DAMASK's FPI damping factor ζ (integrateStateFPI/damper), per row."""
+        p12 = ((w0 - w1) * (w1 - w2)).sum(-1)
+        p22 = ((w1 - w2) ** 2).sum(-1)
+        p01 = (w0 * w1).sum(-1)
+        damp = (torch.minimum(p01, p12) < 0) & (p22 > 0)
+        z = 0.75 + 0.25 * torch.tanh(2.0 + 4.0 * p12 / torch.where(p22 > 0, p22, torch.ones_like(p22)))
+        return torch.where(damp, z, torch.ones_like(z))
+
+    def _integrate_state(self, A, y0, Lp0, S0, dt, c):
+        """Backward-Euler state by damped fixed-point iteration around the stress Newton, eq. (6).
+
+        Returns y (m,24) = [ξ, γ], S (m,3,3), L_p (m,3,3), ok (m,) bool.
+        """
+        o = self.options
+        m = A.shape[0]
+        atol = torch.cat([torch.full((12,), self.atol_xi, device=A.device, dtype=A.dtype),
+                          torch.full((12,), self.atol_gamma, device=A.device, dtype=A.dtype)])
+        dot = self._dot_state(S0, y0[:, :12], c)              # predictor with the stress at t_0
+        y = y0 + dot * dt
+        prev1 = dot.clone()
+        S, Lp = S0.clone(), Lp0.clone()
+        ok = torch.zeros(m, dtype=torch.bool, device=A.device)
+        active = torch.arange(m, device=A.device)
+        for it in range(1, int(o["max_state_iter"]) + 1):
+            if active.numel() == 0:
+                break
+            a = active
+            p2 = prev1[a] if it > 1 else torch.zeros_like(prev1[a])
+            p1 = dot[a]
+            ya = y[a]
+            Sa, Lpa, oka = self._integrate_stress(A[a], ya[:, :12], Lp[a], dt, c)
+            new = self._dot_state(Sa, ya[:, :12], c)
+            zeta = self._damper(new, p1, p2)[:, None]
+            d = new * zeta + p1 * (1.0 - zeta)
+            r = ya - y0[a] - d * dt
+            yn = ya - r
+            conv = (r.abs() <= torch.maximum(atol, o["rtol_state"] * yn.abs())).all(1)
+            fine = oka & torch.isfinite(yn).all(1) & torch.isfinite(d).all(1)
+            u = a[fine]
+            prev1[u] = p1[fine]
+            dot[u] = d[fine]
+            y[u] = yn[fine]
+            S[u] = Sa[fine]
+            Lp[u] = Lpa[fine]
+            ok[a[fine & conv]] = True
+            active = a[fine & ~conv]
+        return y, S, Lp, ok
+
+    # ------------------------------------------------------------------------------------------
+    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
+        """P at the end of the increment from the committed ``state``; pure.
+
+        Parameters
+        ----------
+        F, F_0 : (N,3,3) tensors
+            Deformation gradient at the end and the start of the increment (every constituent
+            gets the point's F: iso-strain; F_0 is not needed by the implicit scheme).
+        dt : float
+            Time increment Δt in s.
+        state : dict
+            Committed state from :meth:`setup` or :meth:`commit`.
+        """
+        dt = float(dt)
+        v = state["v"]
+        N, K = v.shape
+        M = N * K
+        c = self._constants(F)
+        I = c["I"]
+        okF = torch.isfinite(F).flatten(1).all(1)
+        Fs = torch.where(okF[:, None, None], F, I.expand_as(F))
+        Fm = Fs[:, None].expand(N, K, 3, 3).reshape(M, 3, 3)
+
+        Fp0 = state["F_p"].reshape(M, 3, 3)
+        invFp0 = torch.linalg.inv(Fp0)
+        A = Fm @ invFp0
+        xi0 = state["xi_sl"].reshape(M, 12)
+        g0 = state["gamma_sl"].reshape(M, 12)
+        Lp0 = state["L_p"].reshape(M, 3, 3)
+        S0 = state["S"].reshape(M, 3, 3)
+        y0 = torch.cat([xi0, g0], dim=-1)
+
+        y, S, Lp, ok = self._integrate_state(A, y0, Lp0, S0, dt, c)
+
+        invFp = invFp0 @ (I - dt * Lp)
+        Pk = Fm @ invFp @ S @ invFp.transpose(-1, -2)
+        Fp = torch.linalg.inv(invFp)
+        det = torch.linalg.det(Fp)
+        Fp = Fp / (det.abs() ** (1.0 / 3.0) * torch.sign(det))[:, None, None]
+        ok = ok & torch.isfinite(Pk).flatten(1).all(1) & torch.isfinite(Fp).flatten(1).all(1)
+
+        # a failed point (any constituent with v > 0, or non-finite F) keeps the committed state in
+        # all its constituents and answers with the elastic predictor (F_p = F_p0)
+        bad_k = (~ok).reshape(N, K) & (v > 0)
+        failed = ~okF | bad_k.any(dim=1)
+        ok = ok & ~failed[:, None].expand(N, K).reshape(M)
+        S_pred = crystal.ddot42(c["C"], crystal.green_lagrange(A))
+        P_pred = A @ S_pred @ invFp0.transpose(-1, -2)
+        k3 = ok[:, None, None]
+        Pk = torch.where(k3, Pk, P_pred)
+        Pk = torch.where(torch.isfinite(Pk), Pk, torch.zeros_like(Pk))
+        Fp = torch.where(k3, Fp, Fp0)
+        Lp = torch.where(k3, Lp, Lp0)
+        S = torch.where(k3, S, S0)
+        y = torch.where(ok[:, None], y, y0)
+
+        Pk = Pk.reshape(N, K, 3, 3)
+        P = torch.einsum("nk,nkij->nij", v, Pk)
+        P = torch.where(okF[:, None, None], P, torch.zeros_like(P))
+
+        trial = {"F_p": Fp.reshape(N, K, 3, 3), "L_p": Lp.reshape(N, K, 3, 3), "S": S.reshape(N, K, 3, 3),
+                 "xi_sl": y[:, :12].reshape(N, K, 12), "gamma_sl": y[:, 12:].reshape(N, K, 12),
+                 "R": state["R"], "v": v}
+        return Response(P=P, state=trial, failed=failed)
+
+    def constituent_outputs(self, state: State, F: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per-constituent result fields (N,K,...): ``F_p``, ``L_p``, ``xi_sl``, ``gamma_sl``
+        and, where the point's ``F`` (N,3,3) is given, ``F_e`` = F F_p⁻¹ and
+        ``P`` = F_e S F_p⁻ᵀ (DAMASK's phase outputs of the same names)."""
+        out = {"F_p": state["F_p"], "L_p": state["L_p"], "xi_sl": state["xi_sl"],
+               "gamma_sl": state["gamma_sl"]}
+        if F is not None:
+            invFp = torch.linalg.inv(state["F_p"])
+            Fe = F[:, None] @ invFp
+            out["F_e"] = Fe
+            out["P"] = Fe @ state["S"] @ invFp.transpose(-1, -2)
+        return out
