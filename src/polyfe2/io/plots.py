@@ -1,0 +1,140 @@
+"""PNG plots (matplotlib, Agg canvas, no pyplot): stress-strain curves and field slices.
+
+Figures have a fixed pixel size (``figsize * dpi``; no tight bounding box), so callers and
+tests know what they get.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ._common import to_numpy
+from .tables import read_curve
+
+__all__ = ["plot_stress_strain", "plot_slice"]
+
+
+def _figure(figsize, dpi):
+    """A figure on an Agg canvas, independent of pyplot's global state and backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
+
+
+def _strain(F_ii: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "engineering":
+        return F_ii - 1.0
+    if kind == "true":
+        return np.log(F_ii)
+    raise ValueError(f"strain must be 'engineering' or 'true', got {kind!r}")
+
+
+def plot_stress_strain(
+    curve_csv_path,
+    png_path,
+    component: str = "11",
+    reference_csv_path=None,
+    label: str = "polyfe2",
+    reference_label: str = "DAMASK",
+    strain: str = "engineering",
+    title: str | None = None,
+    figsize: tuple[float, float] = (6.4, 4.8),
+    dpi: int = 100,
+) -> Path:
+    """Plot P_ij and sigma_ij [MPa] against the strain F_ii - 1 (``strain='engineering'``) or
+    ln F_ii (``'true'``) from a curve CSV (:class:`polyfe2.io.tables.CurveWriter` columns);
+    optionally overlay a reference curve (dashed, with markers) from a CSV with the same columns
+    (e.g. DAMASK's ``curve.csv``). For a shear component ``ij`` (i != j) the x axis is F_ij.
+    Returns the PNG path."""
+    i, j = component[0], component[1]
+    xcol = f"F_{i}{j}"
+
+    def xy(data):
+        x = data[xcol]
+        x = _strain(x, strain) if i == j else x
+        return x, data[f"P_{i}{j}_MPa"], data[f"sigma_{i}{j}_MPa"]
+
+    fig, ax = _figure(figsize, dpi)
+    try:
+        x, p, s = xy(read_curve(curve_csv_path))
+        ax.plot(x, p, "-", color="C0", label=f"{label}: $P_{{{i}{j}}}$")
+        ax.plot(x, s, "-", color="C1", label=f"{label}: $\\sigma_{{{i}{j}}}$")
+        if reference_csv_path is not None:
+            xr, pr, sr = xy(read_curve(reference_csv_path))
+            ax.plot(xr, pr, "--", marker="o", ms=3, color="C2", label=f"{reference_label}: $P_{{{i}{j}}}$")
+            ax.plot(xr, sr, "--", marker="s", ms=3, color="C3", label=f"{reference_label}: $\\sigma_{{{i}{j}}}$")
+        if i == j:
+            xl = f"$F_{{{i}{i}}} - 1$" if strain == "engineering" else f"$\\ln F_{{{i}{i}}}$"
+            xl = f"{strain} strain {xl}"
+        else:
+            xl = f"$F_{{{i}{j}}}$"
+        ax.set_xlabel(xl)
+        ax.set_ylabel("stress / MPa")
+        if title:
+            ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best")
+        png_path = Path(png_path)
+        png_path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png_path, dpi=dpi)
+    finally:
+        fig.clear()
+    return png_path
+
+
+def plot_slice(
+    field,
+    png_path,
+    axis: str = "z",
+    index: int | None = None,
+    title: str = "",
+    cbar_label: str = "",
+    size: Sequence[float] | None = None,
+    origin: Sequence[float] = (0.0, 0.0, 0.0),
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    figsize: tuple[float, float] = (6.4, 4.8),
+    dpi: int = 100,
+) -> Path:
+    """Plot a slice of a scalar grid field ``(Nx, Ny, Nz)`` (e.g. sigma_xx) normal to ``axis``
+    at cell ``index`` (default: the middle). In-plane axes keep the right-handed order with the
+    first one to the right and the second up (z: x right, y up; y: x right, z up; x: y right,
+    z up). With ``size`` the axes are in physical units, otherwise in cells; equal aspect.
+    Returns the PNG path."""
+    A = to_numpy(field, dtype=np.float64)
+    if A.ndim != 3:
+        raise ValueError(f"field must be (Nx, Ny, Nz), got shape {A.shape}")
+    ax_n = {"x": 0, "y": 1, "z": 2}[axis]
+    idx = A.shape[ax_n] // 2 if index is None else int(index)
+    S = np.take(A, idx, axis=ax_n)  # remaining axes in order (first, second)
+    inplane = [a for a in range(3) if a != ax_n]
+    names = "xyz"
+    if size is None:
+        ext = [0, A.shape[inplane[0]], 0, A.shape[inplane[1]]]
+        unit = " (cells)"
+    else:
+        ext = [origin[inplane[0]], origin[inplane[0]] + size[inplane[0]],
+               origin[inplane[1]], origin[inplane[1]] + size[inplane[1]]]
+        unit = ""
+    fig, ax = _figure(figsize, dpi)
+    try:
+        im = ax.imshow(S.T, origin="lower", extent=ext, cmap=cmap, vmin=vmin, vmax=vmax,
+                       interpolation="nearest", aspect="equal")
+        cb = fig.colorbar(im, ax=ax)
+        cb.set_label(cbar_label)
+        ax.set_xlabel(names[inplane[0]] + unit)
+        ax.set_ylabel(names[inplane[1]] + unit)
+        ax.set_title(title or f"{axis} = cell {idx}")
+        png_path = Path(png_path)
+        png_path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png_path, dpi=dpi)
+    finally:
+        fig.clear()
+    return png_path
