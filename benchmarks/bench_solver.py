@@ -1,0 +1,126 @@
+"""Solver benchmark: cost of a residual evaluation and N-GMRES settings, side by side.
+
+Two cases on an N³ grid (default 32³) of a 20-grain Voronoi aluminium polycrystal under
+uniaxial tension along x (P_22 = P_33 = 0):
+
+* elastic: the `elastic` backend with a spherical void (stiffness contrast 1e6);
+* taylor: the `taylor` backend (K = 1, full-field crystal plasticity) into the plastic range.
+
+For each case and each PETSc setting it prints residual evaluations and iterations per
+increment, wall time, and the time per residual evaluation per voxel, with the ratio of
+evaluations to those of the plain fixed-point (basic) scheme.
+
+    python benchmarks/bench_solver.py [--cells 32] [--increments 3] [--cases elastic taylor]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import damask
+import numpy as np
+import yaml
+
+SETTINGS = {
+    "PETSc ngmres defaults (m=30)": "-snes_type ngmres",
+    "ngmres m=8": "-snes_type ngmres -snes_ngmres_m 8",
+    "ngmres m=8 approxfunc": "-snes_type ngmres -snes_ngmres_m 8 -snes_ngmres_approxfunc",
+    "ngmres m=4": "-snes_type ngmres -snes_ngmres_m 4",
+    "anderson m=8": "-snes_type anderson -snes_anderson_m 8",
+    "fixed point (basic scheme)": "-snes_type nrichardson -snes_linesearch_type basic",
+}
+
+AL = {"lattice": "cF", "mechanical": {
+    "elastic": {"type": "Hooke", "C_11": 106.75e9, "C_12": 60.41e9, "C_44": 28.34e9},
+    "plastic": {"type": "phenopowerlaw", "N_sl": [12], "a_sl": [2.25], "dot_gamma_0_sl": [1e-3],
+                "h_0_sl-sl": [75e6], "h_sl-sl": [1, 1, 1.4, 1.4, 1.4, 1.4, 1.4], "n_sl": [20],
+                "xi_0_sl": [31e6], "xi_inf_sl": [63e6]}}}
+
+
+def write_inputs(directory: Path, n: int, case: str, increments: int) -> None:
+    seeds = damask.seeds.from_random(np.ones(3), 20, rng_seed=1234)
+    grid = damask.GeomGrid.from_Voronoi_tessellation([n] * 3, np.ones(3), seeds)
+    mat = grid.material.copy()
+    q = damask.Rotation.from_random(20, rng_seed=5678).quaternion
+    phases = {"Al": AL}
+    materials = [{"homogenization": "SX", "constituents": [{"phase": "Al", "O": qi.tolist(), "v": 1.0}]} for qi in q]
+    if case == "elastic":
+        x = (np.indices(mat.shape) + 0.5) / n - 0.5
+        mat[(x**2).sum(axis=0) < 0.2**2] = 20
+        void = {"lattice": "cF", "mechanical": {"elastic": {k: v * 1e-6 if k != "type" else v
+                                                            for k, v in AL["mechanical"]["elastic"].items()}}}
+        phases["Void"] = void
+        materials.append({"homogenization": "SX", "constituents": [{"phase": "Void", "O": [1, 0, 0, 0], "v": 1.0}]})
+    damask.GeomGrid(mat, np.ones(3) * 1e-4).save(directory / "grid.vti")
+    (directory / "material.yaml").write_text(yaml.safe_dump({
+        "homogenization": {"SX": {"N_constituents": 1, "mechanical": {"type": "pass"}}},
+        "phase": phases, "material": materials}))
+    rate, t = 1e-3, (0.2 if case == "elastic" else 2.0)
+    (directory / "load.yaml").write_text(yaml.safe_dump({"solver": {"mechanical": "spectral_basic"}, "loadstep": [
+        {"boundary_conditions": {"mechanical": {"dot_F": [[rate, 0, 0], [0, "x", 0], [0, 0, "x"]],
+                                                "P": [["x", "x", "x"], ["x", 0, "x"], ["x", "x", 0]]}},
+         "discretization": {"t": t, "N": increments}}]}))
+
+
+def run_setting(directory: Path, case: str, options: str):
+    from polyfe2.inputs import load_run_config
+    from polyfe2.simulation import run
+
+    (directory / "run.yaml").write_text(yaml.safe_dump({
+        "geometry": "grid.vti", "material": "material.yaml", "load": "load.yaml",
+        "backend": "elastic" if case == "elastic" else "taylor", "device": "auto",
+        "output": {"directory": "out", "xdmf": False, "plots": False},
+        "solver": {"petsc_options": options, "N_iter_max": 400, "N_cutback_max": 0}}))
+    config = load_run_config(directory / "run.yaml")
+    t0 = time.perf_counter()
+    try:
+        s = run(config, progress=False, log=lambda *a: None)
+        ok = True
+    except Exception as e:  # a setting that fails is reported, not fatal to the benchmark
+        print(f"    ({type(e).__name__}: {str(e)[:100]})")
+        return None
+    return s, time.perf_counter() - t0, ok
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cells", type=int, default=32)
+    p.add_argument("--increments", type=int, default=3)
+    p.add_argument("--cases", nargs="+", default=["elastic", "taylor"])
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS), help="names from SETTINGS")
+    args = p.parse_args(argv)
+    import torch
+
+    print(f"polyfe2 solver benchmark: {args.cells}^3 cells, {args.increments} increments, torch threads "
+          f"{torch.get_num_threads()}, device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+    for case in args.cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            write_inputs(d, args.cells, case, args.increments)
+            rows = []
+            for name in args.settings:
+                r = run_setting(d, case, SETTINGS[name])
+                if r is None:
+                    rows.append((name, None))
+                    continue
+                s, wall, _ = r
+                rows.append((name, s, wall))
+            base = next((r[1].evaluations for r in rows if r[1] is not None and r[0].startswith("fixed")), None)
+            n_vox = args.cells**3
+            print(f"\ncase {case} ({n_vox} voxels)")
+            print(f"{'setting':<30} {'evals/inc':>9} {'iters/inc':>9} {'wall s':>8} {'us/eval/voxel':>14} "
+                  f"{'evals vs fixed':>14}")
+            for row in rows:
+                if row[1] is None:
+                    print(f"{row[0]:<30} {'failed to converge':>9}")
+                    continue
+                name, s, wall = row
+                ratio = f"{s.evaluations / base:.2f}" if base else "-"
+                print(f"{name:<30} {s.evaluations / s.increments:9.1f} {s.iterations / s.increments:9.1f} "
+                      f"{wall:8.1f} {1e6 * wall / s.evaluations / n_vox:14.3f} {ratio:>14}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Microstructures: grids, grains, orientations and textures (built on the ``damask`` package)."""

@@ -1,0 +1,102 @@
+"""Everything a run writes: DADF5 (``damask.Result``), XDMF (ParaView), curve and status
+tables (CSV), and PNG plots (stress-strain curve, σ_xx slice)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import CurveWriter, DADF5Writer, StatusWriter, XDMFSeriesWriter, plot_slice, plot_stress_strain
+
+
+class RunOutputs:
+    """Writers of one run, all under ``config.output_dir`` named after ``config.name``."""
+
+    def __init__(self, config, grid):
+        self.directory = Path(config.output_dir)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = config.name
+        self.grid = grid
+        self.cells = grid.cells
+        mats = config.material.materials
+        K = max(len(m.constituents) for m in mats)
+        self.K = K
+        self.material_id = config.geometry.material
+        materials = [dict(homogenization=m.homogenization, phases=[m.phase] * len(m.constituents)) for m in mats]
+        if any(len(m.constituents) != K for m in mats):
+            raise ValueError("all materials must have the same number of constituents for the DADF5 layout")
+        setup = {config.material.path.name: config.material.text, config.load.path.name: config.load.text,
+                 config.path.name: config.path.read_text()}
+        lattice = {ph: p.get("lattice", "cF") for ph, p in config.material.phases.items()}
+        self.files = {"results (DADF5)": self.directory / f"{name}.hdf5"}
+        self.dadf5 = DADF5Writer(self.files["results (DADF5)"], grid.cells, grid.size, grid.origin,
+                                 material_id=self.material_id, materials=materials, setup_files=setup,
+                                 phase_lattice=lattice)
+        self.xdmf = None
+        if config.xdmf:
+            self.files["ParaView (XDMF)"] = self.directory / f"{name}.xdmf"
+            self.xdmf = XDMFSeriesWriter(self.files["ParaView (XDMF)"], grid.cells, grid.size, grid.origin,
+                                         material_id=self.material_id)
+        self.files["curve (CSV)"] = self.directory / f"{name}_curve.csv"
+        self.files["status (CSV)"] = self.directory / f"{name}_status.csv"
+        self.curve = CurveWriter(self.files["curve (CSV)"])
+        self.status = StatusWriter(self.files["status (CSV)"], self.directory / f"{name}_status.txt")
+        self.plots = config.plots
+        self._groups_index = None
+        self._last = None
+
+    def bind(self, model) -> None:
+        """Know which cells each phase group holds (to assemble constituent fields)."""
+        self._groups_index = {g.name: g.index.cpu().numpy() for g in model.groups}
+
+    def _constituent_fields(self, outputs: dict, P: np.ndarray) -> dict[str, np.ndarray]:
+        N, K = self.grid.N, self.K
+        fields: dict[str, np.ndarray] = {}
+        names = {n for out in outputs.values() for n in out}
+        for name in names:
+            sample = next(out[name] for out in outputs.values() if name in out)
+            full = np.zeros((N, K) + tuple(sample.shape[2:]))
+            for phase, out in outputs.items():
+                if name in out:
+                    full[self._groups_index[phase]] = out[name].detach().cpu().numpy()
+            fields[name] = full
+        if "P" not in fields or len(outputs) < len(self._groups_index or {}):
+            full = fields.get("P", np.zeros((N, K, 3, 3)))
+            Pflat = P.reshape(N, 1, 3, 3)
+            for phase, idx in (self._groups_index or {}).items():
+                if phase not in outputs or "P" not in outputs[phase]:
+                    full[idx] = Pflat[idx]
+            fields["P"] = full
+        return {n: a.reshape(*self.cells, *a.shape[1:]) for n, a in fields.items()}
+
+    def write_increment(self, increment: int, t: float, F: torch.Tensor, P: torch.Tensor, outputs: dict) -> None:
+        Fn, Pn = F.detach().cpu().numpy(), P.detach().cpu().numpy()
+        self.dadf5.write_increment(increment, t, Fn, Pn, self._constituent_fields(outputs, Pn))
+        if self.xdmf is not None:
+            self.xdmf.write(t, {"F": Fn, "P": Pn})
+        self.curve.write(increment, t, Fn, Pn)
+        self._last = (Fn, Pn)
+
+    def status_row(self, increment, t, dt, level, res) -> None:
+        self.status.write(increment, t, dt, level, res.converged, res.iterations, res.evaluations,
+                          res.err_div, res.err_bc, res.wall)
+
+    def finish(self, summary) -> None:
+        for w in (self.dadf5, self.xdmf, self.curve, self.status):
+            if w is not None:
+                w.close()
+        self.files["status (text)"] = self.directory / f"{self.status_txt_name()}"
+        if self.plots and self._last is not None:
+            png = self.files["stress-strain (PNG)"] = self.directory / f"{self.files['curve (CSV)'].stem}.png"
+            plot_stress_strain(self.files["curve (CSV)"], png)
+            Fn, Pn = self._last
+            from .io._common import cauchy_and_mises
+
+            sigma, _ = cauchy_and_mises(Fn, Pn)
+            png = self.files["sigma_xx slice (PNG)"] = self.directory / "sigma_xx_slice.png"
+            plot_slice(sigma[..., 0, 0] / 1e6, png, axis="z", title="Cauchy stress σ_xx, last increment",
+                       cbar_label="σ_xx / MPa", size=self.grid.size, origin=self.grid.origin)
+
+    def status_txt_name(self) -> str:
+        return self.files["status (CSV)"].stem + ".txt"

@@ -1,0 +1,289 @@
+"""One load increment of the basic spectral scheme, solved by PETSc SNES (N-GMRES by default).
+
+The unknown is the deformation-gradient field F. The residual (DAMASK ``spectral_basic``) is
+
+    r(F) = Γ⁰ * P(F)            for every frequency k ≠ 0,
+    r̄(F) = F̄ − F̄_aim           on the deformation-controlled components of the average,
+    r̄(F) = S : (P̄ − P̄_aim)      on the stress-controlled components,
+
+with S the masked compliance of the *elastic* stiffness: taking it from the elastic rather
+than the current tangent keeps the stress-BC correction stable on elastic unloading after
+plastic loading (where a compliance from the plastic tangent overshoots by about ten times).
+The plain fixed-point iteration F ← F − r(F) is the basic scheme; N-GMRES accelerates it.
+
+The PETSc vector is a 3-D DMDA with 9 dof (x fastest, DAMASK's order) whose local part is a
+z-slab; the constitutive update and FFTs run on the run's torch device and only F in and r
+out cross to PETSc per evaluation.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from .green import GreenOperator
+from .grid import Grid
+
+DEFAULT_PETSC_OPTIONS = "-snes_type ngmres -snes_ngmres_m 8"
+
+
+@dataclass
+class SolverOptions:
+    """Numerical parameters (DAMASK's defaults where DAMASK has them)."""
+
+    eps_div_rel: float = 5e-4
+    eps_div_abs: float = 1e-4
+    eps_stress_rel: float = 1e-3
+    eps_stress_abs: float = 1e3
+    N_iter_min: int = 1
+    N_iter_max: int = 100
+    N_cutback_max: int = 3
+    petsc_options: str = DEFAULT_PETSC_OPTIONS
+    reference: str = "minmax"  # reference medium: 'minmax' (DAMASK) | 'max' | 'mean'
+    derivative: str = "rotated"  # Fourier derivative: 'rotated' (Willot) | 'continuous' (DAMASK's default)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None, *, file=None) -> "SolverOptions":
+        data = dict(data or {})
+        names = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise InputError(f"unknown solver option(s) {unknown}; expected some of {sorted(names)}",
+                             file=file, key="solver")
+        out = cls()
+        for k, v in data.items():
+            default = getattr(out, k)
+            key = f"solver/{k}"
+            if k == "petsc_options":
+                if isinstance(v, dict):  # {snes_type: ngmres, snes_ngmres_m: 8}
+                    v = " ".join(f"-{o.lstrip('-')} {'' if w is None else w}".strip() for o, w in v.items())
+                if not isinstance(v, str):
+                    raise InputError(f"expected a string of PETSc options, got {v!r}", file=file, key=key)
+            elif k == "reference":
+                if v not in ("minmax", "max", "mean"):
+                    raise InputError(f"expected minmax, max or mean, got {v!r}", file=file, key=key)
+            elif k == "derivative":
+                if v not in ("continuous", "rotated"):
+                    raise InputError(f"expected continuous or rotated, got {v!r}", file=file, key=key)
+            elif isinstance(default, int):
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise InputError(f"expected a non-negative integer, got {v!r}", file=file, key=key)
+            else:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                    raise InputError(f"expected a positive number, got {v!r}", file=file, key=key)
+                v = float(v)
+            setattr(out, k, v)
+        return out
+
+
+def reference_stiffness(C: torch.Tensor, how: str) -> torch.Tensor:
+    """Reference medium C⁰ from the cell stiffnesses (N,3,3,3,3).
+
+    'minmax' is DAMASK's choice, the component-wise mean of the stiffest and softest cell.
+    """
+    if how == "minmax":
+        return 0.5 * (C.amax(dim=0) + C.amin(dim=0))
+    if how == "max":
+        return C.amax(dim=0)
+    return C.mean(dim=0)
+
+
+@dataclass
+class Evaluation:
+    """A residual evaluation, kept so the converged state need not be recomputed."""
+
+    x: np.ndarray
+    P: torch.Tensor
+    trial: Any
+    failed: torch.Tensor
+    err_div: float
+    err_bc: float
+    P_av: np.ndarray
+    F_av: np.ndarray
+
+
+@dataclass
+class IncrementResult:
+    converged: bool
+    reason: str
+    iterations: int
+    evaluations: int
+    err_div: float
+    err_bc: float
+    div_tol: float
+    bc_tol: float
+    F: torch.Tensor | None = None  # (Nx,Ny,Nz,3,3) on the run device
+    P: torch.Tensor | None = None
+    trial: Any = None
+    P_av: np.ndarray | None = None
+    F_av: np.ndarray | None = None
+    wall: float = 0.0
+
+
+class SpectralSolver:
+    """Solves one increment: given the committed state, the start-of-increment F field, the
+    aims of the average and Δt, find the equilibrated F field.
+
+    Parameters
+    ----------
+    grid : Grid
+    model : MaterialModel
+        Batched P(F) over all cells (see :mod:`polyfe2.constitutive.dispatch`).
+    C_ref : (N,3,3,3,3) tensor
+        Elastic stiffness of every cell, for the reference medium and the compliance.
+    options : SolverOptions
+    """
+
+    def __init__(self, grid: Grid, model, C_ref: torch.Tensor, options: SolverOptions, comm=None):
+        from petsc4py import PETSc
+
+        self.PETSc = PETSc
+        self.grid, self.model, self.options = grid, model, options
+        self.device, self.dtype = C_ref.device, C_ref.dtype
+        self.green = GreenOperator(grid, reference_stiffness(C_ref, options.reference), options.derivative)
+        self.C_avg = C_ref.mean(dim=0).cpu().numpy()
+        comm = comm or PETSc.COMM_WORLD
+        if comm.getSize() > 1:
+            raise NotImplementedError("the distributed FFT over z-slabs is not implemented yet; run with 1 rank")
+        self.da = PETSc.DMDA().create(dim=3, dof=9, sizes=grid.cells, proc_sizes=(1, 1, comm.getSize()),
+                                      stencil_width=0, comm=comm)
+        self.x = self.da.createGlobalVec()
+        self.r = self.x.duplicate()
+        self.snes = self._make_snes(options.petsc_options)
+
+    # --- PETSc plumbing -------------------------------------------------------------------
+    def _make_snes(self, option_string: str):
+        PETSc = self.PETSc
+        opts = PETSc.Options()
+        prefix = "polyfe2_"
+        args = shlex.split(option_string)
+        i = 0
+        while i < len(args):
+            if not args[i].startswith("-"):
+                raise InputError(f"expected a PETSc option starting with '-', got {args[i]!r}",
+                                 key="solver/petsc_options")
+            name = args[i].lstrip("-")
+            value = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("-") else None
+            opts[prefix + name] = value if value is not None else ""
+            i += 2 if value is not None else 1
+        snes = PETSc.SNES().create(comm=self.da.getComm())
+        snes.setOptionsPrefix(prefix)
+        snes.setType("ngmres")
+        snes.setFunction(self._form_residual, self.r)
+        snes.setConvergenceTest(self._converged)
+        snes.setTolerances(max_it=self.options.N_iter_max)
+        snes.setMaxFunctionEvaluations(-1)  # our convergence test bounds the iterations
+        snes.setFromOptions()
+        for name in set(opts.getAll()) & {prefix + a.lstrip("-") for a in args if a.startswith("-")}:
+            opts.delValue(name)  # the database is global: keep one run's options from the next
+        return snes
+
+    def field(self, vec, readonly: bool = False) -> np.ndarray:
+        """(Nx,Ny,Nz,3,3) numpy view of a DMDA vector (x fastest in memory)."""
+        nx, ny, nz = self.grid.cells
+        return vec.getArray(readonly=readonly).reshape(nz, ny, nx, 3, 3).transpose(2, 1, 0, 3, 4)
+
+    # --- the residual -----------------------------------------------------------------------
+    def _form_residual(self, snes, X, R) -> None:
+        x = np.array(self.field(X, readonly=True))  # a copy: kept to identify the iterate later
+        ev, r = self.residual(torch.from_numpy(x).to(self.device, self.dtype))
+        ev.x = x
+        self._cache.append(ev)
+        del self._cache[:-4]
+        self.evaluations += 1
+        self.field(R)[...] = r.cpu().numpy()
+
+    def residual(self, F: torch.Tensor):
+        """r(F) for the current increment (see the module docstring); pure."""
+        inc = self._inc
+        shape = F.shape
+        P, trial, failed = self.model.evaluate(F.reshape(-1, 3, 3), inc["F_0"], inc["dt"], inc["state"])
+        P = P.reshape(shape)
+        P_hat = self.green.fft(P)
+        err_div = self.green.divergence_rms(P_hat)
+        P_av = (P_hat[0, 0, 0].real / self.grid.N).cpu().numpy()
+        F_av = F.mean(dim=(0, 1, 2)).cpu().numpy()
+        dP = np.where(inc["stress_mask"], P_av - inc["P_aim"], 0.0)
+        r_avg = np.where(inc["stress_mask"], np.einsum("ijkl,kl->ij", inc["S"], dP), F_av - inc["F_aim"])
+        r = self.green.convolve(P_hat)
+        r += torch.as_tensor(r_avg, device=r.device, dtype=r.dtype)
+        ev = Evaluation(None, P, trial, failed, err_div, float(np.abs(dP).max()), P_av, F_av)
+        return ev, r
+
+    def _find(self, X) -> Evaluation | None:
+        x = self.field(X, readonly=True)
+        for ev in reversed(self._cache):
+            if np.array_equal(ev.x, x):
+                return ev
+        return None
+
+    def _tolerances(self, P_av: np.ndarray) -> tuple[float, float]:
+        o = self.options
+        p = float(np.abs(P_av).max())
+        return max(o.eps_div_rel * p, o.eps_div_abs), max(o.eps_stress_rel * p, o.eps_stress_abs)
+
+    def _converged(self, snes, it, norms):
+        R = self.PETSc.SNES.ConvergedReason
+        ev = self._find(snes.getSolution()) or self._cache[-1]
+        if bool(ev.failed.any()):
+            self._failed_points = int(ev.failed.sum())
+            return R.DIVERGED_FUNCTION_DOMAIN
+        if not (np.isfinite(ev.err_div) and np.isfinite(ev.err_bc)):
+            return R.DIVERGED_FUNCTION_NANORINF
+        div_tol, bc_tol = self._tolerances(ev.P_av)
+        self._last = (ev.err_div, ev.err_bc, div_tol, bc_tol)
+        if self.monitor is not None:
+            self.monitor(it, ev.err_div / div_tol, ev.err_bc / bc_tol)
+        if it >= self.options.N_iter_min and ev.err_div < div_tol and ev.err_bc < bc_tol:
+            return R.CONVERGED_USER
+        if it >= self.options.N_iter_max:
+            return R.DIVERGED_MAX_IT
+        return R.ITERATING
+
+    # --- one increment ------------------------------------------------------------------------
+    def solve(self, F_guess: torch.Tensor, F_0: torch.Tensor, state, dt: float, F_aim: np.ndarray,
+              P_aim: np.ndarray, stress_mask: np.ndarray, S: np.ndarray, monitor=None) -> IncrementResult:
+        """Equilibrate the increment starting from ``F_guess`` (Nx,Ny,Nz,3,3).
+
+        ``F_0`` is the committed field (start of the increment), ``state`` the committed
+        material state, ``F_aim``/``P_aim`` the aims of the average at the end of the increment.
+        """
+        t0 = time.perf_counter()
+        self._inc = dict(F_0=F_0.reshape(-1, 3, 3), dt=dt, state=state, F_aim=F_aim, P_aim=P_aim,
+                         stress_mask=stress_mask, S=S)
+        self._cache: list[Evaluation] = []
+        self._failed_points = 0
+        self._last = (np.nan, np.nan, np.nan, np.nan)
+        self.evaluations = 0
+        self.monitor = monitor
+        self.field(self.x)[...] = F_guess.cpu().numpy()
+        self.snes.solve(None, self.x)
+        reason_code = self.snes.getConvergedReason()
+        names = {v: k for k, v in vars(self.PETSc.SNES.ConvergedReason).items() if isinstance(v, int)}
+        reason = names.get(reason_code, str(reason_code))
+        if self._failed_points:
+            reason = f"material point failure in {self._failed_points} cells"
+        result = IncrementResult(converged=reason_code > 0, reason=reason, iterations=self.snes.getIterationNumber(),
+                                 evaluations=self.evaluations, err_div=self._last[0], err_bc=self._last[1],
+                                 div_tol=self._last[2], bc_tol=self._last[3])
+        if result.converged:
+            ev = self._find(self.x)
+            if ev is None:  # the accepted iterate was never evaluated as such (e.g. approxfunc)
+                F = torch.from_numpy(np.ascontiguousarray(self.field(self.x))).to(self.device, self.dtype)
+                ev, _ = self.residual(F)
+                result.evaluations = self.evaluations = self.evaluations + 1
+                div_tol, bc_tol = self._tolerances(ev.P_av)
+                result.converged = bool(not ev.failed.any() and ev.err_div < div_tol and ev.err_bc < bc_tol)
+                result.err_div, result.err_bc = ev.err_div, ev.err_bc
+                if not result.converged:
+                    result.reason = "final iterate not converged on re-evaluation"
+            result.F = torch.from_numpy(np.ascontiguousarray(self.field(self.x))).to(self.device, self.dtype)
+            result.P, result.trial, result.P_av, result.F_av = ev.P, ev.trial, ev.P_av, ev.F_av
+        self._cache = []
+        result.wall = time.perf_counter() - t0
+        return result

@@ -1,0 +1,86 @@
+"""Small run cases written as real DAMASK-style input files (geometry .vti, material.yaml,
+load.yaml, run.yaml) for the solver tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import damask
+import numpy as np
+import yaml
+
+AL_ELASTIC = {"type": "Hooke", "C_11": 106.75e9, "C_12": 60.41e9, "C_44": 28.34e9}
+AL_PLASTIC = {"type": "phenopowerlaw", "N_sl": [12], "a_sl": [2.25], "dot_gamma_0_sl": [1e-3],
+              "h_0_sl-sl": [75e6], "h_sl-sl": [1, 1, 1.4, 1.4, 1.4, 1.4, 1.4], "n_sl": [20],
+              "xi_0_sl": [31e6], "xi_inf_sl": [63e6]}
+
+
+def phase(elastic=AL_ELASTIC, plastic=None, scale=1.0):
+    el = dict(elastic)
+    for c in ("C_11", "C_12", "C_44"):
+        el[c] = el[c] * scale
+    mech = {"elastic": el}
+    if plastic:
+        mech["plastic"] = dict(plastic)
+    return {"lattice": "cF", "mechanical": mech}
+
+
+def uniaxial_x(rate=1e-3, t=1.0, N=2, f_out=1):
+    """F_11 at a constant rate, P_22 = P_33 = 0, off-diagonal F held."""
+    return {"boundary_conditions": {"mechanical": {
+        "dot_F": [[rate, 0, 0], [0, "x", 0], [0, 0, "x"]],
+        "P": [["x", "x", "x"], ["x", 0, "x"], ["x", "x", 0]]}},
+        "discretization": {"t": t, "N": N}, "f_out": f_out}
+
+
+def deformation(F, t=1.0, N=1):
+    """Full deformation control: the average F reaches ``F`` at the end of the step."""
+    return {"boundary_conditions": {"mechanical": {
+        "F": np.asarray(F, dtype=float).tolist(), "P": [["x"] * 3] * 3}},
+        "discretization": {"t": t, "N": N}}
+
+
+def write_case(directory: Path, material_id: np.ndarray, phases: dict, materials: list,
+               steps: list, backend="taylor", solver=None, size=None, **run_extra) -> Path:
+    """materials: list of (phase name, [quaternion, ...]) with equal fractions per material."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cells = np.array(material_id.shape)
+    size = np.asarray(size if size is not None else cells * 1e-5, dtype=float)
+    damask.GeomGrid(material_id, size).save(directory / "grid.vti")
+    K = len(materials[0][1])
+    config = damask.ConfigMaterial({
+        "homogenization": {"H": {"N_constituents": K,
+                                 "mechanical": {"type": "pass" if K == 1 else "isostrain"}}},
+        "phase": phases, "material": []})
+    for ph, Os in materials:
+        config["material"].append({"homogenization": "H", "constituents": [
+            {"phase": ph, "O": np.asarray(q, dtype=float).tolist(), "v": 1.0 / K} for q in Os]})
+    (directory / "material.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    load = {"solver": {"mechanical": "spectral_basic"}, "loadstep": steps}
+    (directory / "load.yaml").write_text(yaml.safe_dump(load, sort_keys=False))
+    run = {"geometry": "grid.vti", "material": "material.yaml", "load": "load.yaml", "backend": backend,
+           "device": "cpu", "output": {"directory": "results", "name": "case", "xdmf": False, "plots": False},
+           **run_extra}
+    if solver:
+        run["solver"] = solver
+    (directory / "run.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
+    return directory / "run.yaml"
+
+
+def run_case(path: Path, **overrides):
+    from polyfe2.inputs import load_run_config
+    from polyfe2.io import read_curve, read_status
+    from polyfe2.simulation import run
+
+    config = load_run_config(path, overrides)
+    summary = run(config, progress=False, log=lambda *a: None)
+    curve = read_curve(summary.files["curve (CSV)"])
+    status = read_status(summary.files["status (CSV)"])
+    return summary, curve, status
+
+
+def curve_tensor(curve, name, row=-1):
+    """(3,3) tensor of ``name`` ('F', 'P_MPa', 'sigma_MPa') at ``row`` of a curve table."""
+    unit = "" if name == "F" else "_MPa"
+    base = name.split("_MPa")[0]
+    return np.array([[curve[f"{base}_{i}{j}{unit}"][row] for j in (1, 2, 3)] for i in (1, 2, 3)])

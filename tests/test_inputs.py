@@ -1,0 +1,111 @@
+"""Bad input: one clear line naming the file, the key and what was expected; no traceback."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import damask
+import numpy as np
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent / "solver"))
+from solver_cases import AL_PLASTIC, phase, uniaxial_x, write_case  # noqa: E402
+
+from polyfe2.cli import main  # noqa: E402
+
+
+@pytest.fixture
+def case(tmp_path):
+    q = damask.Rotation.from_random(2, rng_seed=1).quaternion
+    return write_case(tmp_path, np.array([[[0]], [[1]]]), {"Al": phase(plastic=AL_PLASTIC)},
+                      [("Al", [q[0]]), ("Al", [q[1]])], [uniaxial_x(t=1.0, N=1)])
+
+
+def edit_yaml(path: Path, fn):
+    data = yaml.safe_load(path.read_text())
+    fn(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def error_line(capsys, path) -> str:
+    code = main(["run", str(path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_malformed_yaml(case, capsys):
+    (case.parent / "load.yaml").write_text("loadstep:\n  - boundary_conditions: [\n")
+    err = error_line(capsys, case)
+    assert "load.yaml" in err and "malformed YAML at line" in err
+
+
+def test_unknown_key_in_run_config(case, capsys):
+    edit_yaml(case, lambda d: d.update(solvr={}))
+    err = error_line(capsys, case)
+    assert "run.yaml" in err and "unknown key(s) ['solvr']" in err
+
+
+def test_unknown_solver_option(case, capsys):
+    edit_yaml(case, lambda d: d.update(solver={"N_iter_maxx": 3}))
+    assert "N_iter_maxx" in error_line(capsys, case)
+
+
+def test_inconsistent_masks(case, capsys):
+    def broken(d):
+        d["loadstep"][0]["boundary_conditions"]["mechanical"]["P"][1][1] = "x"
+    edit_yaml(case.parent / "load.yaml", broken)
+    err = error_line(capsys, case)
+    assert "load.yaml" in err and "loadstep[0]/boundary_conditions/mechanical" in err
+    assert "component [1][1] must be given in exactly one of dot_F and P" in err
+
+
+def test_fractions_not_summing_to_one(case, capsys):
+    def broken(d):
+        d["homogenization"]["H"]["N_constituents"] = 2
+        d["homogenization"]["H"]["mechanical"]["type"] = "isostrain"
+        for m in d["material"]:
+            c = dict(m["constituents"][0])
+            c["v"] = 0.3
+            m["constituents"] = [c, dict(c)]
+    edit_yaml(case.parent / "material.yaml", broken)
+    err = error_line(capsys, case)
+    assert "material.yaml" in err and "material[0]/constituents" in err and "sum to 0.6" in err
+
+
+def test_missing_file(case, capsys):
+    (case.parent / "grid.vti").unlink()
+    err = error_line(capsys, case)
+    assert "grid.vti" in err and "geometry file not found" in err
+
+
+def test_geometry_ids_exceed_material_list(case, capsys):
+    damask.GeomGrid(np.array([[[0]], [[5]]]), np.ones(3) * 1e-5).save(case.parent / "grid.vti")
+    err = error_line(capsys, case)
+    assert "grid.vti" in err and "material ID 5 exceeds the 2 materials" in err
+
+
+def test_unknown_backend(case, capsys):
+    edit_yaml(case, lambda d: d.update(backend="neural-magic"))
+    err = error_line(capsys, case)
+    assert "unknown backend 'neural-magic'" in err and "taylor" in err and "elastic" in err
+
+
+def test_bad_phase_parameter(case, capsys):
+    edit_yaml(case.parent / "material.yaml",
+              lambda d: d["phase"]["Al"]["mechanical"]["plastic"].update({"xi_0_sl": [-5.0]}))
+    err = error_line(capsys, case)
+    assert "material.yaml" in err and "xi_0_sl" in err
+
+
+def test_command_line_prints_one_line_without_traceback(case):
+    edit_yaml(case, lambda d: d.update(backend="nope"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    p = subprocess.run([sys.executable, "-m", "polyfe2.cli", "run", str(case)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("polyfe2: error:")
