@@ -19,6 +19,7 @@ if [ -z "$PY" ]; then
   if [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"; else PY=python3; fi
 fi
 PY="$(command -v "$PY")"
+case "$PY" in /*) ;; *) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac  # CMake needs it absolute
 BUILD=${POLYFE2_BUILD_DIR:-build/kernels}
 JOBS=${POLYFE2_JOBS:-2}
 log() { printf '[build_kernels] %s\n' "$*" >&2; }
