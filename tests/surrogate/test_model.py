@@ -1,0 +1,164 @@
+import numpy as np
+import pytest
+import torch
+
+from polyfe2.errors import InputError
+from polyfe2.kernels import FusedGRU
+from polyfe2.surrogate import descriptor as D
+from polyfe2.surrogate import loadpath as LP
+from polyfe2.surrogate.model import (CHECKPOINT_VERSION, STRESS_ORDER, GRUSurrogate,
+                                     voigt_to_tensor)
+
+
+def _data(B=3, T=12, seed=0, dtype=torch.float64):
+    rng = np.random.default_rng(seed)
+    d = np.stack([D.random_texture(20, rng) for _ in range(B)])
+    F = np.stack([LP.random_monotonic_path(rng, steps=T, sections=3)[1:] for _ in range(B)])
+    F[0] *= 1.01   # one path with a volume change: the model must see only its isochoric part
+    return torch.tensor(d, dtype=dtype), torch.tensor(F, dtype=dtype)
+
+
+def _model(dtype=torch.float64, seed=0, **kw):
+    torch.manual_seed(seed)
+    kw.setdefault("hidden", 32)
+    kw.setdefault("mlp_width", 16)
+    m = GRUSurrogate(**kw).to(dtype)
+    d, F = _data(4, 12, seed=99, dtype=dtype)
+    s = torch.randn(4, 12, 6, dtype=dtype) * 50e6     # Pa
+    m.fit_scaling(d, F, s)
+    return m
+
+
+def test_shapes_and_scaling_buffers():
+    m = _model()
+    d, F = _data()
+    out = m(d, F)
+    assert out.shape == (3, 12, 6)
+    assert STRESS_ORDER == ("11", "22", "33", "23", "13", "12")
+    h0, mv = m.initial_state(d)
+    assert h0.shape == (2, 3, 32) and mv.shape == (3, 32)
+    assert torch.all(h0.abs() < 1)
+    # scaling buffers hold real statistics and round-trip
+    assert torch.all(m.s_max > m.s_min) and m.s_max.max() > 1e6
+    s = torch.randn(5, 6, dtype=torch.float64) * 1e7
+    torch.testing.assert_close(m.unscale_stress(m.scale_stress(s)), s)
+    # the output is in Pa: unscaled forward == unscale(forward_scaled)
+    torch.testing.assert_close(out, m.unscale_stress(m.forward_scaled(d, F)))
+
+
+def test_only_isochoric_F_matters():
+    m = _model()
+    d, F = _data()
+    torch.testing.assert_close(m(d, F * 1.05), m(d, F), atol=1e-6, rtol=1e-9)
+
+
+def test_forward_equals_repeated_step():
+    m = _model()
+    d, F = _data(T=15)
+    full = m(d, F)
+    h, mv = m.initial_state(d)
+    outs = []
+    for t in range(F.shape[1]):
+        s, h = m.step(F[:, t], mv, h)
+        outs.append(s)
+    stepped = torch.stack(outs, 1)
+    assert (stepped - full).abs().max().item() < 1e-6
+    assert full.abs().max().item() > 1e5      # non-trivial values (Pa)
+
+
+def test_step_does_not_modify_committed_state():
+    m = _model()
+    d, F = _data()
+    h, mv = m.initial_state(d)
+    h_ref = h.clone()
+    a, _ = m.step(F[:, 0], mv, h)
+    b, _ = m.step(F[:, 0] * 1.0, mv, h)      # re-evaluation from the same committed state
+    torch.testing.assert_close(h, h_ref, rtol=0, atol=0)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_grain_permutation_invariance():
+    m = _model()
+    d, F = _data()
+    perm = torch.randperm(20, generator=torch.Generator().manual_seed(3))
+    a = m(d, F)
+    b = m(d[:, perm], F)
+    assert (a - b).abs().max().item() < 1e-6 * a.abs().max().item()
+    # ...but the descriptor does matter
+    d2, _ = _data(seed=5)
+    assert (m(d2, F) - a).abs().max().item() > 1e-3 * a.abs().max().item()
+
+
+def test_save_load_round_trip(tmp_path):
+    m = _model()
+    d, F = _data()
+    p = tmp_path / "gru.pt"
+    m.save(p, meta={"material": "Al", "epochs": 3})
+    m2 = GRUSurrogate.load(p)
+    assert m2.arch == m.arch and m2.meta == {"material": "Al", "epochs": 3}
+    assert m2.output_layer.weight.dtype == torch.float64
+    torch.testing.assert_close(m2(d, F), m(d, F), rtol=0, atol=0)
+    torch.testing.assert_close(m2.s_min, m.s_min, rtol=0, atol=0)
+    ckpt = torch.load(p, weights_only=True)
+    assert ckpt["version"] == CHECKPOINT_VERSION and ckpt["layout"] == D.DESCRIPTOR_LAYOUT
+    assert set(ckpt["scaling"]) == {"F_min", "F_max", "d_min", "d_max", "s_min", "s_max"}
+
+
+@pytest.mark.parametrize("key,value", [("version", CHECKPOINT_VERSION + 1),
+                                       ("layout", "euler[3]+seed[3]"),
+                                       ("format", "something.else")])
+def test_load_rejects_wrong_version_or_layout(tmp_path, key, value):
+    m = _model()
+    p = tmp_path / "gru.pt"
+    m.save(p)
+    ckpt = torch.load(p, weights_only=True)
+    ckpt[key] = value
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(InputError) as exc:
+        GRUSurrogate.load(bad)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(bad) in msg and f"key '{key}'" in msg
+    assert exc.value.key == key
+
+
+def test_load_missing_and_garbage(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        GRUSurrogate.load(tmp_path / "nope.pt")
+    g = tmp_path / "garbage.pt"
+    g.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="garbage.pt"):
+        GRUSurrogate.load(g)
+
+
+def test_fused_gru_matches_step_default_architecture():
+    torch.manual_seed(1)
+    m = GRUSurrogate()                      # hidden 256, 2 layers, m 32 (float32)
+    assert m.gru.hidden_size == 256 and m.gru.num_layers == 2
+    assert m.input_layer.in_features == 9 + 32
+    d, F = _data(B=5, T=3, dtype=torch.float32)
+    m.fit_scaling(d, F, torch.randn(5, 3, 6) * 30e6)
+    with torch.no_grad():
+        h, mv = m.initial_state(d)
+        fg = FusedGRU(m.gru, m.input_layer, m.output_layer, n_f=9)
+        fg2 = m.fused()
+        for t in range(F.shape[1]):
+            ref, h_ref = m.step(F[:, t], mv, h)
+            pre = fg.precompute(h.contiguous(), mv.contiguous())
+            h_new, y = fg.step(m.scale_F(F[:, t]).contiguous(), h.contiguous(), pre)
+            got = m.unscale_stress(y)
+            scale = ref.abs().max().item()
+            assert scale > 1e5
+            assert (got - ref).abs().max().item() < 1e-5 * scale
+            assert (h_new - h_ref).abs().max().item() < 1e-5
+            pre2 = fg2.precompute(h.contiguous(), mv.contiguous())
+            _, y2 = fg2.step(m.scale_F(F[:, t]).contiguous(), h.contiguous(), pre2)
+            torch.testing.assert_close(y2, y)
+            h = h_ref
+
+
+def test_voigt_to_tensor():
+    s = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    T = voigt_to_tensor(s)[0]
+    expected = torch.tensor([[1.0, 6.0, 5.0], [6.0, 2.0, 4.0], [5.0, 4.0, 3.0]])
+    torch.testing.assert_close(T, expected)
