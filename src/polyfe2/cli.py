@@ -52,7 +52,7 @@ def _cmd_demo(args) -> int:
 
     out = Path(args.out)
     config_path = write_plate_case(out, cells=tuple(args.cells), K=args.K, increments=args.increments,
-                                   backend=args.backend)
+                                   strain=args.strain, backend=args.backend)
     print(f"polyfe2: demo inputs written to {out}")
     config = load_run_config(config_path)
     summary = run(config, progress=not args.no_progress)
@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/demo")
     p.add_argument("--cells", type=int, nargs=3, default=[24, 24, 3], metavar=("NX", "NY", "NZ"))
     p.add_argument("--K", type=int, default=4, help="orientations per voxel (iso-strain)")
-    p.add_argument("--increments", type=int, default=10)
+    p.add_argument("--increments", type=int, default=20)
+    p.add_argument("--strain", type=float, default=0.02, help="final F_11 - 1")
     p.add_argument("--backend", default="taylor")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_demo)
@@ -87,6 +88,9 @@ def main(argv=None) -> int:
     except SolverError as e:
         print(f"polyfe2: error: {e}", file=sys.stderr)
         return 3
+    except NotImplementedError as e:
+        print(f"polyfe2: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

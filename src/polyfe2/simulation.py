@@ -108,7 +108,7 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print) ->
     outputs.write_increment(0, 0.0, F, P, model.outputs(state, F.reshape(-1, 3, 3)))
     total = sum(s.N for s in config.load.steps)
     bar = _progress(total, progress)
-    last_written = 0
+    t_written = t_completed = 0.0
     try:
         for s, step in enumerate(config.load.steps):
             F_start, P_start = F_aim.copy(), P_av.copy()
@@ -149,14 +149,15 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print) ->
                             f"({res.reason}) after {options.N_cutback_max} cutbacks; results up to "
                             f"t = {t:.6g} s are in {outputs.directory}")
                 inc += 1
-                summary.increments = inc
+                summary.increments, t_completed = inc, t
                 bar.update(1)
                 if (n + 1) % step.f_out == 0 or n + 1 == step.N:
                     outputs.write_increment(inc, t, F, P, model.outputs(state, F.reshape(-1, 3, 3)))
-                    last_written = inc
+                    t_written = t
     except SolverError:
-        if last_written != inc:  # keep every converged increment
-            outputs.write_increment(inc, t, F, P, model.outputs(state, F.reshape(-1, 3, 3)))
+        if t > t_written:  # keep every converged (sub-)increment
+            partial = t > t_completed  # converged sub-steps of the failing increment
+            outputs.write_increment(inc + 1 if partial else inc, t, F, P, model.outputs(state, F.reshape(-1, 3, 3)))
         raise
     finally:
         bar.close()

@@ -53,7 +53,7 @@ def band_orientations(n_points: int, K: int, copper_weight: float, spread_deg: f
 
 def write_plate_case(directory: Path, cells=(24, 24, 3), K: int = 4, bands: int = 4,
                      spread_deg: float = 10.0, slot_width: int = 2, slot_depth: int | None = None,
-                     free_layer: int = 2, strain: float = 0.01, increments: int = 10,
+                     free_layer: int = 2, strain: float = 0.02, increments: int = 20,
                      rate: float = 1e-3, backend: str = "taylor", seed: int = 42,
                      solver: dict | None = None) -> Path:
     """Write grid.vti, material.yaml, load.yaml and run.yaml of the plate; return run.yaml."""
