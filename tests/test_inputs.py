@@ -92,7 +92,7 @@ def test_geometry_ids_exceed_material_list(case, capsys):
 def test_unknown_backend(case, capsys):
     edit_yaml(case, lambda d: d.update(backend="neural-magic"))
     err = error_line(capsys, case)
-    assert "unknown backend 'neural-magic'" in err and "taylor" in err and "elastic" in err
+    assert "run.yaml, key 'backend': unknown backend 'neural-magic'" in err and "taylor" in err and "elastic" in err
 
 
 def test_bad_phase_parameter(case, capsys):

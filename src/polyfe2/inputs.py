@@ -272,10 +272,16 @@ def load_run_config(path: Path, overrides: dict | None = None) -> RunConfig:
 
     from .constitutive import registry
 
+    def check_backend(name, key):
+        if not isinstance(name, str):
+            raise InputError(f"expected a backend name, got {name!r}", file=path, key=key)
+        try:
+            registry.get(name)
+        except InputError as e:
+            raise InputError(str(e).split(": ", 1)[-1], file=path, key=key) from None
+
     backend = data.get("backend", "taylor")
-    registry.get(backend) if isinstance(backend, str) else None
-    if not isinstance(backend, str):
-        raise InputError(f"expected a backend name, got {backend!r}", file=path, key="backend")
+    check_backend(backend, "backend")
     backends = data.get("backends") or {}
     if not isinstance(backends, dict):
         raise InputError("expected a mapping phase -> backend name", file=path, key="backends")
@@ -283,7 +289,7 @@ def load_run_config(path: Path, overrides: dict | None = None) -> RunConfig:
         if ph not in material.phases:
             raise InputError(f"phase {ph!r} is not in {material.path}; phases: {sorted(material.phases)}",
                              file=path, key=f"backends/{ph}")
-        registry.get(b)
+        check_backend(b, f"backends/{ph}")
     options = data.get("backend_options") or {}
     if not isinstance(options, dict):
         raise InputError("expected a mapping of options", file=path, key="backend_options")
