@@ -40,8 +40,9 @@ class RunOutputs:
                                          material_id=self.material_id)
         self.files["curve (CSV)"] = self.directory / f"{name}_curve.csv"
         self.files["status (CSV)"] = self.directory / f"{name}_status.csv"
+        self.files["status (text)"] = self.directory / f"{name}_status.txt"
         self.curve = CurveWriter(self.files["curve (CSV)"])
-        self.status = StatusWriter(self.files["status (CSV)"], self.directory / f"{name}_status.txt")
+        self.status = StatusWriter(self.files["status (CSV)"], self.files["status (text)"])
         self.plots = config.plots
         self._groups_index = None
         self._last = None
@@ -86,7 +87,6 @@ class RunOutputs:
         for w in (self.dadf5, self.xdmf, self.curve, self.status):
             if w is not None:
                 w.close()
-        self.files["status (text)"] = self.directory / f"{self.status_txt_name()}"
         if self.plots and self._last is not None:
             png = self.files["stress-strain (PNG)"] = self.directory / f"{self.files['curve (CSV)'].stem}.png"
             plot_stress_strain(self.files["curve (CSV)"], png)
@@ -97,6 +97,3 @@ class RunOutputs:
             png = self.files["sigma_xx slice (PNG)"] = self.directory / "sigma_xx_slice.png"
             plot_slice(sigma[..., 0, 0] / 1e6, png, axis="z", title="Cauchy stress σ_xx, last increment",
                        cbar_label="σ_xx / MPa", size=self.grid.size, origin=self.grid.origin)
-
-    def status_txt_name(self) -> str:
-        return self.files["status (CSV)"].stem + ".txt"

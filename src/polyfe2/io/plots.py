@@ -27,6 +27,13 @@ def _figure(figsize, dpi):
     return fig, fig.subplots()
 
 
+def _save(fig, png_path, dpi) -> Path:
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=dpi)
+    return png_path
+
+
 def _strain(F_ii: np.ndarray, kind: str) -> np.ndarray:
     if kind == "engineering":
         return F_ii - 1.0
@@ -80,12 +87,9 @@ def plot_stress_strain(
             ax.set_title(title)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best")
-        png_path = Path(png_path)
-        png_path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(png_path, dpi=dpi)
+        return _save(fig, png_path, dpi)
     finally:
         fig.clear()
-    return png_path
 
 
 def plot_slice(
@@ -132,9 +136,6 @@ def plot_slice(
         ax.set_xlabel(names[inplane[0]] + unit)
         ax.set_ylabel(names[inplane[1]] + unit)
         ax.set_title(title or f"{axis} = cell {idx}")
-        png_path = Path(png_path)
-        png_path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(png_path, dpi=dpi)
+        return _save(fig, png_path, dpi)
     finally:
         fig.clear()
-    return png_path
