@@ -1,0 +1,392 @@
+"""Training data for the GRU surrogate (paper 003, section 2): VEs x load paths -> stress paths.
+
+Every sample is one volume element (a 20-grain descriptor, :mod:`.descriptor`) driven along
+one random monotonic, isochoric load path (:mod:`.loadpath`); its label is the volume-averaged
+deviatoric Cauchy stress after every step. Two labelling methods, both with the project's own
+crystal plasticity (``taylor``, DAMASK phenopowerlaw):
+
+``taylor``  (the cheap variant)
+    one material point with K = G constituents (the VE's grains, weighted by their Voronoi
+    volume fractions on a 16^3 grid), iso-strain. All samples of a chunk are one batch.
+``fullfield``
+    the spectral solver on the VE's periodic Voronoi grid (default 16^3; the paper used 32^3),
+    one constituent per voxel, the whole F prescribed per step.
+
+Either way the average Cauchy stress of the VE is ``P_av F_av^T / det F_av`` (exact for a
+periodic cell) and its deviator is stored in Voigt order 11, 22, 33, 23, 13, 12 (Pa).
+
+HDF5 layout (``polyfe2 datagen gru``)
+    ``descriptor`` (S, G, 7), ``fractions`` (S, G), ``F`` (S, T+1, 3, 3), ``sigma_dev``
+    (S, T, 6), ``ve`` (S,) VE index, ``path`` (S,) path index, ``failed`` (S,) bool,
+    ``texture`` (S,) name of the VE's texture, ``chunk_done`` (chunks,) bool; attributes
+    ``method``, ``dt``, ``steps``, ``max_strain``, ``sections``, ``seed``, ``path_seed``,
+    ``material`` (phase YAML), ``format``/``version``. Chunks are computed independently
+    (deterministic per chunk) and written as they finish, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..errors import InputError
+from .descriptor import (N_GRAINS, TEXTURE_COMPONENTS, random_texture, texture_component,
+                         voronoi_grid)
+from .loadpath import IDEALISED_KINDS, idealised_path, random_monotonic_path
+
+__all__ = ["DatagenSpec", "generate", "taylor_labels", "fullfield_labels", "average_sigma_dev",
+           "sample_descriptor", "grain_fractions", "read_dataset", "DATASET_FORMAT"]
+
+DATASET_FORMAT = "polyfe2.gru_dataset"
+DATASET_VERSION = 1
+METHODS = ("taylor", "fullfield")
+TEXTURES = ("mixed", "random") + tuple(sorted(TEXTURE_COMPONENTS))
+LOADS = ("random",) + IDEALISED_KINDS
+#: ||ln U||_F per unit of the idealised paths' strain parameter (see loadpath.idealised_path)
+_IDEALISED_NORM = {"uniaxial_tension": 1.5**0.5, "plane_strain": 2**0.5, "pure_shear": 0.5**0.5}
+
+
+def default_phase() -> dict:
+    """DAMASK's aluminium phenopowerlaw (the material of the demo and of the refs)."""
+    from ..microstructure.plate import ALUMINIUM
+
+    return {k: v for k, v in ALUMINIUM.items()}
+
+
+@dataclass
+class DatagenSpec:
+    """What to generate; stored in the file so that a resumed run continues the same set."""
+
+    n_ve: int = 256
+    paths_per_ve: int = 4
+    method: str = "taylor"
+    steps: int = 100
+    max_strain: float = 0.05
+    sections: int = 4
+    dt: float = 0.5                 # s per step: 1e-3 /s mean rate at the largest strain
+    seed: int = 0                   # VEs
+    path_seed: int | None = None    # load paths (default: seed); new paths on the same VEs
+    textured_fraction: float = 0.4  # share of VEs drawn from a texture component
+    texture: str = "mixed"          # mixed, random or one component (cube, goss, brass, copper)
+    spread_deg: float = 10.0        # spread of a fixed texture component
+    load: str = "random"            # random monotonic paths, or one of IDEALISED_KINDS
+    cells: int = 16                 # fullfield grid (and the grid of the taylor fractions)
+    chunk: int = 16                 # VEs per chunk
+
+    def check(self, file=None) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"expected one of {METHODS}, got {self.method!r}", file=file, key="method")
+        for k in ("n_ve", "paths_per_ve", "steps", "sections", "cells", "chunk"):
+            if int(getattr(self, k)) < 1:
+                raise InputError(f"expected a positive integer, got {getattr(self, k)!r}", file=file, key=k)
+        if self.texture not in TEXTURES:
+            raise InputError(f"expected one of {TEXTURES}, got {self.texture!r}", file=file, key="texture")
+        if self.load not in LOADS:
+            raise InputError(f"expected one of {LOADS}, got {self.load!r}", file=file, key="load")
+        if not (0 < self.max_strain < 0.5 and self.dt > 0 and 0 <= self.textured_fraction <= 1):
+            raise InputError("expected 0 < max_strain < 0.5, dt > 0, 0 <= textured_fraction <= 1",
+                             file=file, key="max_strain/dt/textured_fraction")
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_ve // self.chunk)
+
+
+# ------------------------------------------------------------------------------------------
+# one VE, one path
+# ------------------------------------------------------------------------------------------
+def sample_descriptor(seed: int, ve: int, textured_fraction: float, texture: str = "mixed",
+                      spread_deg: float = 10.0) -> tuple[np.ndarray, str]:
+    """Descriptor of VE number ``ve`` and its texture's name.
+
+    ``texture='mixed'``: random, or (with probability ``textured_fraction``) a random texture
+    component with a spread uniform in 5-25 deg; ``'random'``; or a component's name (with
+    ``spread_deg``)."""
+    rng = np.random.default_rng([seed, ve])
+    if texture in TEXTURE_COMPONENTS:
+        return texture_component(texture, N_GRAINS, spread_deg=spread_deg, rng=rng), texture
+    if texture == "mixed" and rng.random() < textured_fraction:
+        name = str(rng.choice(sorted(TEXTURE_COMPONENTS)))
+        return texture_component(name, N_GRAINS, spread_deg=float(rng.uniform(5, 25)), rng=rng), name
+    return random_texture(N_GRAINS, rng), "random"
+
+
+def grain_fractions(descriptor: np.ndarray, cells: int = 16) -> np.ndarray:
+    """Volume fraction of every grain of the VE's periodic Voronoi tessellation."""
+    material, _ = voronoi_grid(descriptor, (cells,) * 3)
+    counts = np.bincount(material.ravel(), minlength=descriptor.shape[0]).astype(float)
+    return counts / counts.sum()
+
+
+def average_sigma_dev(P_av: np.ndarray, F_av: np.ndarray) -> np.ndarray:
+    """(..., 6) deviatoric part of ``P_av F_av^T / det F_av`` in Voigt order 11,22,33,23,13,12."""
+    sigma = P_av @ np.swapaxes(F_av, -1, -2) / np.linalg.det(F_av)[..., None, None]
+    sigma = sigma - np.trace(sigma, axis1=-2, axis2=-1)[..., None, None] / 3.0 * np.eye(3)
+    i, j = np.array([0, 1, 2, 1, 0, 0]), np.array([0, 1, 2, 2, 2, 1])
+    return sigma[..., i, j]
+
+
+def taylor_labels(descriptors: np.ndarray, fractions: np.ndarray, F_paths: np.ndarray, dt: float,
+                  phase: dict | None = None, substeps_max: int = 3):
+    """Cheap labels: every VE as one iso-strain point with its G grains as constituents.
+
+    Parameters
+    ----------
+    descriptors : (S, G, 7), fractions : (S, G), F_paths : (S, T+1, 3, 3), dt : float
+
+    Returns
+    -------
+    sigma_dev : (S, T, 6) in Pa
+    failed : (S,) bool -- a sample whose update did not converge even with ``2**substeps_max``
+        substeps in some step.
+    """
+    import torch
+
+    from ..constitutive.base import MaterialPoints
+    from ..constitutive.taylor import TaylorBackend
+
+    backend = TaylorBackend(phase or default_phase())
+    dtype = torch.float64
+    S, T = F_paths.shape[0], F_paths.shape[1] - 1
+    points = MaterialPoints(torch.as_tensor(descriptors[..., 3:], dtype=dtype),
+                            torch.as_tensor(fractions, dtype=dtype), torch.zeros(S, dtype=torch.long))
+    state = backend.setup(points, torch.device("cpu"), dtype)
+    Fp = torch.as_tensor(F_paths, dtype=dtype)
+    P_out = np.zeros((S, T, 3, 3))
+    failed = np.zeros(S, dtype=bool)
+    for n in range(T):
+        r = backend.evaluate(Fp[:, n + 1], Fp[:, n], dt, state)
+        bad = r.failed
+        if bad.any():   # substeps for the points that failed, from their committed state
+            idx = torch.nonzero(bad).squeeze(1)
+            sub = {k: v[idx] for k, v in state.items()}
+            ok_sub, P_sub, st_sub = _substep(backend, Fp[idx, n], Fp[idx, n + 1], dt, sub, substeps_max)
+            r.P[idx] = P_sub
+            for k in r.state:
+                r.state[k][idx] = st_sub[k]
+            failed[idx[~ok_sub].numpy()] = True
+        state = backend.commit(r.state)
+        P_out[:, n] = r.P.numpy()
+    return average_sigma_dev(P_out, F_paths[:, 1:]), failed
+
+
+def _substep(backend, F0, F1, dt, state, levels):
+    """Split a step into 2, 4, ... equal substeps (linear F) until every point converges."""
+    import torch
+
+    for level in range(1, levels + 1):
+        n = 2**level
+        st = state
+        ok = torch.ones(F0.shape[0], dtype=torch.bool)
+        for k in range(n):
+            a, b = k / n, (k + 1) / n
+            r = backend.evaluate(F0 + b * (F1 - F0), F0 + a * (F1 - F0), dt / n, st)
+            ok &= ~r.failed
+            st = backend.commit(r.state)
+        if ok.all() or level == levels:
+            return ok, r.P, st
+    raise AssertionError("unreachable")
+
+
+def fullfield_labels(descriptor: np.ndarray, F_path: np.ndarray, dt: float, phase: dict | None = None,
+                     cells: int = 16, workdir: Path | None = None) -> tuple[np.ndarray, bool]:
+    """Full-field labels of one VE along one path with the spectral solver.
+
+    Returns ``(sigma_dev (T, 6), failed)``; a run that stops keeps NaN after the last
+    converged step and ``failed=True``.
+    """
+    import tempfile
+
+    from ..errors import SolverError
+    from ..inputs import load_run_config
+    from ..simulation import run
+
+    T = F_path.shape[0] - 1
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        config = load_run_config(_write_fullfield_case(Path(tmp), descriptor, F_path, dt, phase, cells))
+        rec = _AverageRecorder(T)
+        try:
+            run(config, progress=False, outputs=rec, log=lambda *a: None)
+            return rec.sigma_dev(F_path), False
+        except SolverError:
+            return rec.sigma_dev(F_path), True
+
+
+def _write_fullfield_case(directory: Path, descriptor, F_path, dt, phase, cells) -> Path:
+    import damask
+
+    material, q = voronoi_grid(descriptor, (cells,) * 3)
+    damask.GeomGrid(material, np.ones(3)).save(directory / "grid.vti")
+    mat = {"homogenization": {"SX": {"N_constituents": 1, "mechanical": {"type": "pass"}}},
+           "phase": {"Aluminum": phase or default_phase()},
+           "material": [{"homogenization": "SX",
+                         "constituents": [{"phase": "Aluminum", "v": 1.0, "O": qi.tolist()}]} for qi in q]}
+    (directory / "material.yaml").write_text(yaml.safe_dump(mat))
+    free = [["x"] * 3] * 3
+    steps = [{"boundary_conditions": {"mechanical": {"F": F.tolist(), "P": free}},
+              "discretization": {"t": float(dt), "N": 1}} for F in F_path[1:]]
+    (directory / "load.yaml").write_text(yaml.safe_dump({"solver": {"mechanical": "spectral_basic"},
+                                                         "loadstep": steps}))
+    run_cfg = {"geometry": "grid.vti", "material": "material.yaml", "load": "load.yaml", "backend": "taylor",
+               "device": "cpu", "output": {"xdmf": False, "plots": False}}
+    (directory / "run.yaml").write_text(yaml.safe_dump(run_cfg))
+    return directory / "run.yaml"
+
+
+class _AverageRecorder:
+    """Stands in for the run's outputs: keeps only the average F and P of every increment."""
+
+    files: dict = {}
+
+    def __init__(self, T: int):
+        self.P = np.full((T, 3, 3), np.nan)
+
+    def bind(self, model) -> None:
+        pass
+
+    def write_increment(self, inc, t, F, P, constituents) -> None:
+        if inc > 0:
+            self.P[inc - 1] = P.mean(dim=(0, 1, 2)).cpu().numpy()
+
+    def status_row(self, *args) -> None:
+        pass
+
+    def finish(self, summary) -> None:
+        pass
+
+    def sigma_dev(self, F_path):
+        return average_sigma_dev(self.P, F_path[1:])
+
+
+# ------------------------------------------------------------------------------------------
+# the data set
+# ------------------------------------------------------------------------------------------
+def _chunk_samples(spec: DatagenSpec, c: int, phase: dict) -> dict:
+    """Compute chunk ``c`` (VEs ``c*chunk ...``) of ``spec``; deterministic."""
+    import torch
+
+    torch.set_num_threads(1)
+    ves = range(c * spec.chunk, min((c + 1) * spec.chunk, spec.n_ve))
+    path_seed = spec.seed if spec.path_seed is None else spec.path_seed
+    d, v, F, ve_ids, path_ids, tex = [], [], [], [], [], []
+    for ve in ves:
+        desc, name = sample_descriptor(spec.seed, ve, spec.textured_fraction, spec.texture, spec.spread_deg)
+        frac = grain_fractions(desc, spec.cells)
+        for p in range(spec.paths_per_ve):
+            if spec.load == "random":
+                rng = np.random.default_rng([path_seed, ve, p, 1])
+                F.append(random_monotonic_path(rng, spec.steps, spec.max_strain, spec.sections))
+            else:   # final ||ln U||_F = max_strain, as the largest random paths
+                F.append(idealised_path(spec.load, spec.steps, spec.max_strain / _IDEALISED_NORM[spec.load]))
+            d.append(desc), v.append(frac), ve_ids.append(ve), path_ids.append(p), tex.append(name)
+    d, v, F = np.stack(d), np.stack(v), np.stack(F)
+    if spec.method == "taylor":
+        sigma, failed = taylor_labels(d, v, F, spec.dt, phase)
+    else:
+        out = [fullfield_labels(d[i], F[i], spec.dt, phase, spec.cells) for i in range(len(F))]
+        sigma = np.stack([o[0] for o in out])
+        failed = np.array([o[1] for o in out])
+    return dict(descriptor=d, fractions=v, F=F, sigma_dev=sigma, failed=failed,
+                ve=np.array(ve_ids), path=np.array(path_ids), texture=np.array(tex, dtype="S16"))
+
+
+def _open(path: Path, spec: DatagenSpec, phase: dict):
+    import h5py
+
+    S, T, G = spec.n_ve * spec.paths_per_ve, spec.steps, N_GRAINS
+    attrs = {k: ("" if v is None else v) for k, v in asdict(spec).items()}
+    attrs.update(format=DATASET_FORMAT, version=DATASET_VERSION, material=yaml.safe_dump(phase))
+    if path.exists():
+        f = h5py.File(path, "a")
+        old = {k: f.attrs.get(k) for k in attrs}
+        same = all((str(old[k]) == str(attrs[k])) for k in attrs)
+        if not same or "chunk_done" not in f:
+            f.close()
+            diff = [k for k in attrs if str(old[k]) != str(attrs[k])]
+            raise InputError(f"exists with other settings {diff}; choose another --out or the same "
+                             "options to resume", file=path, key=diff[0] if diff else "chunk_done")
+        return f
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = h5py.File(path, "w")
+    f.attrs.update(attrs)
+    f.create_dataset("descriptor", (S, G, 7), dtype="f8")
+    f.create_dataset("fractions", (S, G), dtype="f8")
+    f.create_dataset("F", (S, T + 1, 3, 3), dtype="f8")
+    f.create_dataset("sigma_dev", (S, T, 6), dtype="f8", fillvalue=np.nan)
+    f.create_dataset("failed", (S,), dtype=bool)
+    f.create_dataset("ve", (S,), dtype=np.int64)
+    f.create_dataset("path", (S,), dtype=np.int64)
+    f.create_dataset("texture", (S,), dtype="S16")
+    f.create_dataset("chunk_done", (spec.n_chunks,), dtype=bool)
+    return f
+
+
+def generate(out: Path, spec: DatagenSpec, phase: dict | None = None, workers: int | None = None,
+             progress: bool = True, log=print) -> dict:
+    """Generate (or resume) the data set ``out``; returns a summary dict."""
+    from tqdm import tqdm
+
+    spec.check()
+    out = Path(out)
+    phase = phase or default_phase()
+    workers = max(1, min(workers or os.cpu_count() or 1, spec.n_chunks))
+    f = _open(out, spec, phase)
+    try:
+        todo = [c for c in range(spec.n_chunks) if not f["chunk_done"][c]]
+        log(f"polyfe2: {out}: {spec.n_ve} VEs x {spec.paths_per_ve} paths, method {spec.method}, "
+            f"{len(todo)} of {spec.n_chunks} chunks to compute on {workers} process(es)")
+        bar = tqdm(total=spec.n_chunks, initial=spec.n_chunks - len(todo), unit="chunk",
+                   desc="datagen", disable=not progress, dynamic_ncols=True)
+        n_failed = 0
+
+        def store(c, res):
+            nonlocal n_failed
+            lo = c * spec.chunk * spec.paths_per_ve
+            sl = slice(lo, lo + len(res["F"]))
+            for k, v in res.items():
+                f[k][sl] = v
+            f["chunk_done"][c] = True
+            f.flush()
+            n_failed += int(res["failed"].sum())
+            bar.set_postfix_str(f"failed samples {n_failed}", refresh=False)
+            bar.update(1)
+
+        if workers == 1:
+            for c in todo:
+                store(c, _chunk_samples(spec, c, phase))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                futures = {c: pool.submit(_chunk_samples, spec, c, phase) for c in todo}
+                for c in todo:
+                    store(c, futures[c].result())
+        bar.close()
+        n_failed = int(f["failed"][:].sum())
+        return dict(samples=int(f["F"].shape[0]), failed=n_failed, file=str(out))
+    finally:
+        f.close()
+
+
+def read_dataset(path: Path, include_failed: bool = False) -> dict:
+    """Arrays of a finished data set (only samples of computed chunks, without failed ones)."""
+    import h5py
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, FileNotFoundError):
+        raise InputError("not a readable HDF5 file", file=path) from None
+    with f:
+        if f.attrs.get("format") != DATASET_FORMAT:
+            raise InputError(f"expected a {DATASET_FORMAT} file", file=path, key="format")
+        per_chunk = int(f.attrs["chunk"]) * int(f.attrs["paths_per_ve"])
+        done = np.repeat(f["chunk_done"][:], per_chunk)[: f["F"].shape[0]]
+        keep = done & (include_failed | ~f["failed"][:])
+        data = {k: f[k][:][keep] for k in ("descriptor", "fractions", "F", "sigma_dev", "ve", "path",
+                                            "failed", "texture")}
+        data["attrs"] = {k: f.attrs[k] for k in f.attrs}
+    data["texture"] = np.array([t.decode() for t in data["texture"]])
+    return data
