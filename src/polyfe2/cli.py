@@ -3,6 +3,9 @@
     polyfe2 run CONFIG.yaml [--device cpu] [--no-progress]
     polyfe2 backends
     polyfe2 demo [--out DIR] [--cells NX NY NZ] [--increments N]
+    polyfe2 datagen gru --out FILE.h5 [--n-ve N] [--paths-per-ve P] [--method taylor|fullfield]
+    polyfe2 train gru FILE.h5 [...] --out DIR
+    polyfe2 evaluate gru MODEL.pt NAME=FILE.h5 [...] --out DIR
 
 User errors (bad input) print one line ``polyfe2: error: <file>, key '<key>': <what>`` and
 exit with status 2; a run that cannot converge exits with status 3 after writing all
@@ -51,13 +54,106 @@ def _cmd_demo(args) -> int:
     from .simulation import run
 
     out = Path(args.out)
-    config_path = write_plate_case(out, cells=tuple(args.cells), K=args.K, increments=args.increments,
+    K = args.K if args.K is not None else 20 if args.backend == "gru" else 4
+    if args.backend == "gru" and K != 20:
+        raise InputError(f"the gru backend's samples have 20 grains; got {K}", file="command line", key="--K")
+    config_path = write_plate_case(out, cells=tuple(args.cells), K=K, increments=args.increments,
                                    strain=args.strain, backend=args.backend)
     print(f"polyfe2: demo inputs written to {out}")
     config = load_run_config(config_path)
     summary = run(config, progress=not args.no_progress)
     _report(summary)
     return 0
+
+
+def _cmd_datagen_gru(args) -> int:
+    from .surrogate.datagen import DatagenSpec, generate
+
+    spec = DatagenSpec(n_ve=args.n_ve, paths_per_ve=args.paths_per_ve, method=args.method, steps=args.steps,
+                       max_strain=args.max_strain, sections=args.sections, dt=args.dt, seed=args.seed,
+                       path_seed=args.path_seed, textured_fraction=args.textured_fraction,
+                       texture=args.texture, spread_deg=args.spread, load=args.load,
+                       cells=args.cells, chunk=args.chunk)
+    spec.check(file="command line")
+    summary = generate(Path(args.out), spec, workers=args.workers, progress=not args.no_progress)
+    print(f"polyfe2: {summary['samples']} samples ({summary['failed']} failed) in {summary['file']}")
+    return 0
+
+
+def _cmd_train_gru(args) -> int:
+    from .surrogate.train import TrainSpec, train
+
+    spec = TrainSpec(epochs=args.epochs, batch=args.batch, lr=args.lr, hidden=args.hidden,
+                     layers=args.layers, val_fraction=args.val_fraction, seed=args.seed,
+                     threads=args.threads, max_minutes=args.max_minutes)
+    result = train([Path(p) for p in args.data], Path(args.out), spec, progress=not args.no_progress)
+    for k, v in result.items():
+        print(f"  {k:<22} {v}")
+    return 0
+
+
+def _cmd_evaluate_gru(args) -> int:
+    from .surrogate.evaluate import evaluate_sets
+
+    report = evaluate_sets(Path(args.model), {p.split("=", 1)[0]: Path(p.split("=", 1)[1]) for p in args.sets},
+                           Path(args.out))
+    for name, r in report["sets"].items():
+        print(f"  {name:<18} mean eq.5 error {r['mean_MPa']:.3f} MPa = {r['mean_pct_peak']:.2f} % of peak "
+              f"({r['samples']} samples)")
+    return 0
+
+
+def _add_gru_commands(sub) -> None:
+    from .surrogate.datagen import LOADS, METHODS, TEXTURES, DatagenSpec
+
+    d = DatagenSpec()
+    p = sub.add_parser("datagen", help="generate surrogate training data (HDF5, resumable)")
+    g = p.add_subparsers(dest="model", required=True).add_parser("gru", help="GRU surrogate data")
+    g.add_argument("--out", required=True, help="HDF5 file (resumed when it exists with the same options)")
+    g.add_argument("--n-ve", type=int, default=d.n_ve, help="volume elements")
+    g.add_argument("--paths-per-ve", type=int, default=d.paths_per_ve)
+    g.add_argument("--method", choices=METHODS, default=d.method,
+                   help="taylor: K=G iso-strain point (cheap); fullfield: spectral solver on the Voronoi grid")
+    g.add_argument("--steps", type=int, default=d.steps)
+    g.add_argument("--max-strain", type=float, default=d.max_strain)
+    g.add_argument("--sections", type=int, default=d.sections)
+    g.add_argument("--dt", type=float, default=d.dt, help="time per step in s")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of the VEs")
+    g.add_argument("--path-seed", type=int, default=None, help="seed of the load paths (default: --seed)")
+    g.add_argument("--textured-fraction", type=float, default=d.textured_fraction,
+                   help="share of textured VEs with --texture mixed")
+    g.add_argument("--texture", choices=TEXTURES, default=d.texture)
+    g.add_argument("--spread", type=float, default=d.spread_deg, help="spread in deg of a fixed component")
+    g.add_argument("--load", choices=LOADS, default=d.load,
+                   help="random monotonic paths, or an idealised path (final ||ln U|| = --max-strain)")
+    g.add_argument("--cells", type=int, default=d.cells, help="grid cells per edge (fullfield; fractions)")
+    g.add_argument("--chunk", type=int, default=d.chunk, help="VEs per resumable chunk")
+    g.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=_cmd_datagen_gru)
+
+    p = sub.add_parser("train", help="train a surrogate on generated data")
+    g = p.add_subparsers(dest="model", required=True).add_parser("gru", help="GRU surrogate")
+    g.add_argument("data", nargs="+", help="HDF5 file(s) from 'polyfe2 datagen gru'")
+    g.add_argument("--out", required=True, help="directory for checkpoints, curves and plots")
+    g.add_argument("--epochs", type=int, default=200)
+    g.add_argument("--batch", type=int, default=128)
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--hidden", type=int, default=256)
+    g.add_argument("--layers", type=int, default=2)
+    g.add_argument("--val-fraction", type=float, default=0.06, help="held out for validation (94:6)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this")
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=_cmd_train_gru)
+
+    p = sub.add_parser("evaluate", help="error report of a trained surrogate")
+    g = p.add_subparsers(dest="model", required=True).add_parser("gru", help="GRU surrogate")
+    g.add_argument("model", help="model file (.pt)")
+    g.add_argument("sets", nargs="+", metavar="NAME=FILE.h5", help="named held-out data sets")
+    g.add_argument("--out", required=True, help="directory for report.json and the PNGs")
+    g.set_defaults(func=_cmd_evaluate_gru)
 
 
 def main(argv=None) -> int:
@@ -73,12 +169,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="write and run the texture-graded plate with a slot")
     p.add_argument("--out", default="results/demo")
     p.add_argument("--cells", type=int, nargs=3, default=[24, 24, 3], metavar=("NX", "NY", "NZ"))
-    p.add_argument("--K", type=int, default=4, help="orientations per voxel (iso-strain)")
+    p.add_argument("--K", type=int, default=None, help="orientations per voxel (iso-strain; default 4, gru: 20)")
     p.add_argument("--increments", type=int, default=20)
     p.add_argument("--strain", type=float, default=0.02, help="final F_11 - 1")
     p.add_argument("--backend", default="taylor")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_demo)
+    _add_gru_commands(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,123 @@
+"""Accuracy of a GRU surrogate against crystal-plasticity labels (paper 003, eq. 5).
+
+The error of one step is the largest-magnitude eigenvalue of the error tensor
+``sigma_dev(GRU) - sigma_dev(CP)`` (paper 003, eq. 5), in Pa. A set's figures:
+
+* ``mean_MPa`` -- the mean of eq. 5 over all steps of all samples;
+* ``std_MPa`` -- its spread (standard deviation over the same steps);
+* ``peak_MPa`` -- the mean over samples of the sample's peak stress, the largest
+  magnitude of an eigenvalue of the reference ``sigma_dev`` along its path;
+* ``mean_pct_peak`` -- ``100 * mean_MPa / peak_MPa``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import GRUSurrogate, voigt_to_tensor
+
+__all__ = ["eq5_error", "predict", "error_stats", "evaluate_sets", "plot_error_per_step"]
+
+
+def eq5_error(pred, true) -> np.ndarray:
+    """(..., 6) x2 (Voigt, Pa) -> (...) largest |eigenvalue| of the error tensor (paper eq. 5)."""
+    e = voigt_to_tensor(torch.as_tensor(np.asarray(pred) - np.asarray(true), dtype=torch.float64))
+    return torch.linalg.eigvalsh(e).abs().amax(-1).numpy()
+
+
+def peak_stress(true) -> np.ndarray:
+    """(S, T, 6) -> (S,) the largest |eigenvalue| of sigma_dev along each path."""
+    s = voigt_to_tensor(torch.as_tensor(np.asarray(true), dtype=torch.float64))
+    return torch.linalg.eigvalsh(s).abs().amax(-1).amax(-1).numpy()
+
+
+@torch.no_grad()
+def predict(model: GRUSurrogate, descriptors, F_paths, batch: int = 512) -> np.ndarray:
+    """Stress paths (S, T, 6) in Pa for descriptors (S, G, 7) and F paths (S, T+1, 3, 3)
+    (``F_paths[:, 0]`` is the undeformed state that the initial hidden state stands for)."""
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    out = []
+    for i in range(0, len(F_paths), batch):
+        d = torch.as_tensor(descriptors[i:i + batch], dtype=dtype)
+        F = torch.as_tensor(F_paths[i:i + batch, 1:], dtype=dtype)
+        out.append(model(d, F).double().numpy())
+    return np.concatenate(out) if out else np.zeros((0, F_paths.shape[1] - 1, 6))
+
+
+def error_stats(pred, true) -> dict:
+    err = eq5_error(pred, true)          # (S, T)
+    peak = peak_stress(true)
+    return dict(samples=int(err.shape[0]), mean_MPa=float(err.mean() / 1e6), std_MPa=float(err.std() / 1e6),
+                peak_MPa=float(peak.mean() / 1e6), mean_pct_peak=float(100 * err.mean() / peak.mean()),
+                per_step_mean_MPa=(err.mean(0) / 1e6).tolist(), per_step_std_MPa=(err.std(0) / 1e6).tolist())
+
+
+def plot_error_per_step(sets: dict, path: Path, title: str) -> Path:
+    """Mean and spread of the eq. 5 error per step, one line per set; PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, st in sets.items():
+        m, s = np.asarray(st["per_step_mean_MPa"]), np.asarray(st["per_step_std_MPa"])
+        steps = np.arange(1, m.size + 1)
+        ax.plot(steps, m, label=f"{name} ({st['mean_pct_peak']:.2f} % of peak)")
+        ax.fill_between(steps, np.maximum(m - s, 0), m + s, alpha=0.2)
+    ax.set_xlabel("load step")
+    ax.set_ylabel("stress error, paper eq. 5 (MPa)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_examples(model: GRUSurrogate, data: dict, path: Path, n: int = 3) -> Path:
+    """Predicted vs reference stress paths of the first ``n`` samples; PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pred = predict(model, data["descriptor"][:n], data["F"][:n])
+    fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 3.4), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        for c, name in enumerate(("11", "22", "33", "23", "13", "12")):
+            line, = ax.plot(data["sigma_dev"][k, :, c] / 1e6, lw=1.5, label=f"CP {name}")
+            ax.plot(pred[k, :, c] / 1e6, "--", color=line.get_color(), lw=1.2)
+        ax.set_xlabel("load step")
+        ax.set_title(f"sample {k} (dashed: GRU)", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("deviatoric Cauchy stress (MPa)")
+    axes[0][0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def evaluate_sets(model_path: Path, sets: dict[str, Path], out: Path) -> dict:
+    """Error report of ``model_path`` on named data sets: ``report.json``, ``errors.png`` and
+    one ``examples_<name>.png`` per set in ``out``."""
+    from .datagen import read_dataset
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = GRUSurrogate.load(model_path)
+    report = {"model": str(model_path), "meta": model.meta, "sets": {}}
+    for name, file in sets.items():
+        data = read_dataset(file)
+        st = error_stats(predict(model, data["descriptor"], data["F"]), data["sigma_dev"])
+        st["file"] = str(file)
+        report["sets"][name] = st
+        plot_examples(model, data, out / f"examples_{name}.png")
+    plot_error_per_step(report["sets"], out / "errors.png", f"GRU surrogate {Path(model_path).name}")
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    return report

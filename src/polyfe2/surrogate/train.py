@@ -1,0 +1,194 @@
+"""Training of the GRU surrogate (paper 003, section 2): MSE on the min-max scaled stress over
+all steps, Adam, a 94:6 train/validation split, checkpoints every epoch.
+
+``polyfe2 train gru DATA.h5 [...] --out DIR`` writes into ``DIR``:
+
+* ``checkpoint.pt`` -- model, optimiser and history after the last finished epoch (a new call
+  with the same ``DIR`` resumes from it);
+* ``model.pt`` -- the model of the best validation loss (:meth:`GRUSurrogate.save`, with the
+  normalisation, descriptor layout, version and the training settings in ``meta``);
+* ``history.csv`` -- epoch, train loss, validation loss, validation eq. 5 error (MPa), time;
+* ``loss.png`` and ``val_error.png`` -- the curves, and the eq. 5 error per step.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from .datagen import read_dataset
+from .evaluate import error_stats, plot_error_per_step, predict
+from .model import GRUSurrogate
+
+__all__ = ["TrainSpec", "train", "load_training_data"]
+
+
+@dataclass
+class TrainSpec:
+    epochs: int = 200
+    batch: int = 128
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    hidden: int = 256
+    layers: int = 2
+    val_fraction: float = 0.06
+    seed: int = 0
+    threads: int | None = None
+    max_minutes: float | None = None
+    clip: float = 1.0
+
+
+#: options that must match to resume (epochs, threads and the time limit may change)
+_RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip")
+
+
+def load_training_data(files: list[Path]) -> dict:
+    """Concatenate data sets; every file must have the same steps and dt."""
+    parts = [read_dataset(f) for f in files]
+    for f, p in zip(files, parts):
+        for key in ("steps", "dt"):
+            if str(p["attrs"][key]) != str(parts[0]["attrs"][key]):
+                raise InputError(f"{p['attrs'][key]} differs from {files[0]}'s {parts[0]['attrs'][key]}",
+                                 file=f, key=key)
+        if len(p["F"]) == 0:
+            raise InputError("no finished samples", file=f, key="chunk_done")
+    data = {k: np.concatenate([p[k] for p in parts]) for k in ("descriptor", "F", "sigma_dev", "texture")}
+    data["attrs"] = parts[0]["attrs"]
+    return data
+
+
+def _split(n: int, val_fraction: float, seed: int):
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(val_fraction * n)))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, log=print) -> dict:
+    """Train (or resume) a surrogate; returns a summary."""
+    from tqdm import tqdm
+
+    if spec.threads:
+        torch.set_num_threads(int(spec.threads))
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_training_data(files)
+    tr, va = _split(len(data["F"]), spec.val_fraction, spec.seed)
+    d_all = torch.as_tensor(data["descriptor"], dtype=torch.float32)
+    F_all = torch.as_tensor(data["F"][:, 1:], dtype=torch.float32)
+    s_all = torch.as_tensor(data["sigma_dev"], dtype=torch.float32)
+
+    torch.manual_seed(spec.seed)
+    model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers)
+    model.fit_scaling(d_all[tr], F_all[tr], s_all[tr])
+    y_all = model.scale_stress(s_all)
+    f_all = model.scale_F(F_all)   # scaled once: training then only runs the network
+    opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    history, epoch0, best = [], 0, math.inf
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=False)
+        changed = [k for k in _RESUME_KEYS if ck["spec"].get(k) != getattr(spec, k)]
+        if changed:
+            raise InputError(f"was written with other training options {changed}; use another --out",
+                             file=ckpt_path, key=changed[0])
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        history, epoch0, best = ck["history"], ck["epoch"], ck["best"]
+        log(f"polyfe2: resuming {ckpt_path} after epoch {epoch0}")
+    log(f"polyfe2: {len(tr)} training / {len(va)} validation samples, {data['F'].shape[1] - 1} steps, "
+        f"GRU {spec.hidden}x{spec.layers}, {sum(p.numel() for p in model.parameters())} parameters, "
+        f"{torch.get_num_threads()} threads")
+
+    def lr_at(epoch):  # cosine decay from lr to lr_min over the planned epochs
+        return spec.lr_min + 0.5 * (spec.lr - spec.lr_min) * (1 + math.cos(math.pi * min(epoch / spec.epochs, 1)))
+
+    t_start = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
+    rng = np.random.default_rng(spec.seed + epoch0)
+    bar = tqdm(total=spec.epochs, initial=epoch0, unit="epoch", desc="train gru", disable=not progress,
+               dynamic_ncols=True)
+    stopped = "epochs"
+    for epoch in range(epoch0, spec.epochs):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(epoch)
+        model.train()
+        perm = rng.permutation(tr)
+        total, count = 0.0, 0
+        for i in range(0, len(perm), spec.batch):
+            idx = torch.as_tensor(perm[i:i + spec.batch])
+            h0, m = model.initial_state(d_all[idx])
+            x = model.input_layer(torch.cat([f_all[idx], m[:, None].expand(-1, f_all.shape[1], -1)], -1))
+            y = model.output_layer(model.gru(x, h0)[0])
+            loss = torch.nn.functional.mse_loss(y, y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip)
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        with torch.no_grad():
+            model.eval()
+            val_loss = float(torch.nn.functional.mse_loss(model.forward_scaled(d_all[va], F_all[va]), y_all[va]))
+        val = error_stats(predict(model, data["descriptor"][va], data["F"][va]), data["sigma_dev"][va])
+        history.append(dict(epoch=epoch + 1, train_loss=total / count, val_loss=val_loss,
+                            val_eq5_MPa=val["mean_MPa"], val_pct_peak=val["mean_pct_peak"], lr=lr_at(epoch),
+                            time_s=time.perf_counter() - t_start))
+        if val_loss < best:
+            best = val_loss
+            model.save(out / "model.pt", meta=_meta(data, files, spec, history, len(tr), len(va)))
+            plot_error_per_step({"validation": val}, out / "val_error.png", f"validation, epoch {epoch + 1}")
+        torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(), history=history, epoch=epoch + 1,
+                        best=best, spec=asdict(spec)), ckpt_path)
+        _write_history(history, out)
+        bar.set_postfix_str(f"loss {total / count:.3g} val {val_loss:.3g} eq5 {val['mean_MPa']:.2f} MPa "
+                            f"({val['mean_pct_peak']:.2f} %)", refresh=False)
+        bar.update(1)
+        if spec.max_minutes and history[-1]["time_s"] > 60 * spec.max_minutes:
+            stopped = f"max_minutes {spec.max_minutes}"
+            break
+    bar.close()
+    last = history[-1] if history else {}
+    best_row = min(history, key=lambda h: h["val_loss"]) if history else {}
+    return dict(model=out / "model.pt", epochs=last.get("epoch"), stopped_by=stopped,
+                best_epoch=best_row.get("epoch"), val_eq5_MPa=best_row.get("val_eq5_MPa"),
+                val_pct_peak=best_row.get("val_pct_peak"), train_time_min=round(last.get("time_s", 0) / 60, 1))
+
+
+def _meta(data, files, spec, history, n_train, n_val) -> dict:
+    a = data["attrs"]
+    return dict(trained_on=[Path(f).name for f in files], samples_train=n_train, samples_val=n_val,
+                method=str(a["method"]), dt=float(a["dt"]), steps=int(a["steps"]), max_strain=float(a["max_strain"]),
+                material=str(a["material"]), epochs=history[-1]["epoch"], train_time_s=history[-1]["time_s"],
+                val_eq5_MPa=history[-1]["val_eq5_MPa"], val_pct_peak=history[-1]["val_pct_peak"],
+                spec={k: v for k, v in asdict(spec).items() if v is not None})
+
+
+def _write_history(history: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(out / "history.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    e = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a1.semilogy(e, [h["train_loss"] for h in history], label="train")
+    a1.semilogy(e, [h["val_loss"] for h in history], label="validation")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("MSE (scaled stress)")
+    a1.legend()
+    a2.plot(e, [h["val_pct_peak"] for h in history])
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("validation eq. 5 error (% of peak)")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,71 @@
+"""Training loop and error measures of the GRU surrogate."""
+import csv
+
+import numpy as np
+import pytest
+
+from polyfe2.cli import main
+from polyfe2.errors import InputError
+from polyfe2.surrogate import datagen as DG
+from polyfe2.surrogate.evaluate import eq5_error, error_stats, peak_stress
+from polyfe2.surrogate.model import GRUSurrogate
+from polyfe2.surrogate.train import TrainSpec, train
+
+
+def test_eq5_error_is_the_largest_eigenvalue_magnitude():
+    true = np.zeros((2, 6))
+    pred = np.array([[1.0, -2.0, 1.0, 0, 0, 0],      # eigenvalues 1, -2, 1
+                     [0, 0, 0, 0, 0, 3.0]])           # shear 12: eigenvalues +-3, 0
+    np.testing.assert_allclose(eq5_error(pred, true), [2.0, 3.0], rtol=1e-12)
+    np.testing.assert_allclose(eq5_error(true, pred), [2.0, 3.0], rtol=1e-12)   # symmetric in the sign
+    # rotation invariant: the same error tensor in another frame has the same measure
+    c, s = np.cos(0.4), np.sin(0.4)
+    Q = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    E = Q @ np.diag([1.0, -2.0, 1.0]) @ Q.T
+    e6 = np.array([[E[0, 0], E[1, 1], E[2, 2], E[1, 2], E[0, 2], E[0, 1]]])
+    np.testing.assert_allclose(eq5_error(e6, np.zeros((1, 6))), [2.0], rtol=1e-12)
+    ref = np.array([[[0, 0, 0, 0, 0, 4.0e6], [0, 0, 0, 0, 0, 8.0e6]]])    # peak 8 MPa
+    st = error_stats(np.zeros((1, 2, 6)), ref)
+    assert st["peak_MPa"] == pytest.approx(8.0) and st["mean_MPa"] == pytest.approx(6.0)
+    assert st["mean_pct_peak"] == pytest.approx(75.0) and st["per_step_mean_MPa"] == pytest.approx([4.0, 8.0])
+    assert peak_stress(np.array([[[0, 0, 0, 0, 0, 4.0], [0, 0, 0, 0, 0, -5.0]]]))[0] == pytest.approx(5.0)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "d.h5"
+    DG.generate(out, DG.DatagenSpec(n_ve=24, paths_per_ve=2, steps=20, sections=3, chunk=12), workers=2,
+                progress=False, log=lambda *a: None)
+    return out
+
+
+def test_training_reduces_the_error_writes_outputs_and_resumes(data, tmp_path):
+    spec = TrainSpec(epochs=12, batch=8, lr=3e-3, hidden=32, val_fraction=0.1, threads=2)
+    res = train([data], tmp_path, spec, progress=False, log=lambda *a: None)
+    for name in ("model.pt", "checkpoint.pt", "history.csv", "loss.png", "val_error.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    rows = list(csv.DictReader(open(tmp_path / "history.csv")))
+    assert len(rows) == 12 and res["epochs"] == 12
+    first, best = float(rows[0]["val_loss"]), min(float(r["val_loss"]) for r in rows)
+    assert best < 0.8 * first
+    model = GRUSurrogate.load(tmp_path / "model.pt")
+    assert model.meta["samples_train"] + model.meta["samples_val"] == 48 and model.meta["dt"] == 0.5
+    # 94:6 style split: the validation samples are a fixed share
+    assert model.meta["samples_val"] == 5
+    # resume: more epochs continue the history
+    res = train([data], tmp_path, TrainSpec(**{**spec.__dict__, "epochs": 14}), progress=False, log=lambda *a: None)
+    assert res["epochs"] == 14 and len(list(csv.DictReader(open(tmp_path / "history.csv")))) == 14
+    with pytest.raises(InputError, match="key 'hidden'"):
+        train([data], tmp_path, TrainSpec(**{**spec.__dict__, "hidden": 16}), progress=False, log=lambda *a: None)
+
+
+def test_evaluate_command(data, tmp_path, capsys):
+    assert main(["train", "gru", str(data), "--out", str(tmp_path / "t"), "--epochs", "1", "--hidden", "16",
+                 "--batch", "16", "--no-progress"]) == 0
+    assert main(["evaluate", "gru", str(tmp_path / "t" / "model.pt"), f"tiny={data}", "--out",
+                 str(tmp_path / "e")]) == 0
+    assert "tiny" in capsys.readouterr().out
+    for name in ("report.json", "errors.png", "examples_tiny.png"):
+        assert (tmp_path / "e" / name).stat().st_size > 0
+    rc = main(["evaluate", "gru", str(tmp_path / "none.pt"), f"tiny={data}", "--out", str(tmp_path / "e")])
+    assert rc == 2 and "none.pt" in capsys.readouterr().err
