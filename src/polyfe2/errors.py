@@ -10,6 +10,7 @@ class InputError(ValueError):
     def __init__(self, message: str, *, file=None, key=None):
         where = ", ".join(p for p in (f"{file}" if file else "", f"key '{key}'" if key else "") if p)
         super().__init__(f"{where}: {message}" if where else message)
+        self.message = message
         self.file = file
         self.key = key
 

@@ -11,7 +11,7 @@ import torch
 
 from .constitutive import MaterialPoints, registry
 from .constitutive.dispatch import MaterialModel, PhaseGroup
-from .errors import SolverError
+from .errors import InputError, SolverError
 from .inputs import RunConfig
 from .solver.boundary import masked_compliance
 from .solver.spectral import SolverOptions, SpectralSolver
@@ -51,12 +51,17 @@ def build_material_model(config: RunConfig, device: torch.device, dtype=torch.fl
         if index.numel() == 0:
             continue
         cell_ids = ids[index]
-        points = MaterialPoints(torch.as_tensor(O, device=device, dtype=dtype)[cell_ids],
-                                torch.as_tensor(v, device=device, dtype=dtype)[cell_ids], cell_ids)
         has_plasticity = (pdata["mechanical"].get("plastic") or {}).get("type", "none") != "none"
         name = config.backends.get(phase) or (config.backend if has_plasticity else "elastic")
         options = config.backend_options if name == config.backend else {}
-        backend = registry.get(name)(pdata, options, source=str(config.material.path))
+        try:
+            backend = registry.get(name)(pdata, options, source=str(config.material.path),
+                                         base_dir=config.path.parent)
+        except InputError as e:  # backend options come from the run config
+            raise (InputError(e.message, file=config.path, key=e.key) if e.file is None else e) from None
+        extra = {k: t.to(device) for k, t in backend.point_data(cell_ids.cpu().numpy()).items()}
+        points = MaterialPoints(torch.as_tensor(O, device=device, dtype=dtype)[cell_ids],
+                                torch.as_tensor(v, device=device, dtype=dtype)[cell_ids], cell_ids, extra)
         groups.append(PhaseGroup(phase, backend, index, points))
     return MaterialModel(groups, int(ids.numel()))
 
@@ -92,7 +97,7 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print) ->
     solver = SpectralSolver(grid, model, C, options)
     C_avg = C.mean(dim=0).cpu().numpy()
     log(f"polyfe2: grid {grid.cells}, {grid.N} cells, device {device}, backends "
-        + ", ".join(f"{g.name}:{g.backend.name}" for g in model.groups)
+        + ", ".join(f"{g.name}:{g.backend.describe()}" for g in model.groups)
         + f", PETSc options '{options.petsc_options}'")
 
     outputs = outputs or RunOutputs(config, grid)

@@ -91,7 +91,7 @@ class Backend(abc.ABC):
     default_options: Mapping[str, Any] = {}
 
     def __init__(self, phase: Mapping[str, Any], options: Mapping[str, Any] | None = None,
-                 *, source: str = "material.yaml"):
+                 *, source: str = "material.yaml", base_dir=None):
         from ..errors import InputError
 
         options = dict(options or {})
@@ -102,8 +102,18 @@ class Backend(abc.ABC):
         self.options = {**self.default_options, **options}
         self.phase = phase
         self.source = source
+        self.base_dir = base_dir  # directory of the run config: relative file options start there
 
     name: str = "?"
+
+    def describe(self) -> str:
+        """One line for the run log: the backend and how it computes."""
+        return self.name
+
+    def point_data(self, material_ids) -> dict[str, torch.Tensor]:
+        """Per-point ``extra`` data for :class:`MaterialPoints` (first axis: the points, whose
+        material IDs are ``material_ids``, a numpy int array). None by default."""
+        return {}
 
     @abc.abstractmethod
     def setup(self, points: MaterialPoints, device: torch.device, dtype: torch.dtype) -> State:

@@ -41,8 +41,8 @@ class ElasticBackend(Backend):
 
     default_options: Mapping[str, Any] = {}
 
-    def __init__(self, phase, options=None, *, source="material.yaml"):
-        super().__init__(phase, options, source=source)
+    def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None):
+        super().__init__(phase, options, source=source, base_dir=base_dir)
         if not isinstance(phase, Mapping):
             raise InputError("expected a phase mapping", file=source, key="phase")
         lattice = crystal.lookup(phase, ("lattice",), source, "'cF' or 'cI'")

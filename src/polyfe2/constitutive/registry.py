@@ -25,7 +25,7 @@ def register(name: str):
 
 
 def _load_builtins() -> None:
-    from . import elastic, taylor  # noqa: F401  (registration by import)
+    from . import elastic, gru, taylor  # noqa: F401  (registration by import)
 
 
 def _third_party() -> dict[str, object]:

@@ -73,8 +73,8 @@ class TaylorBackend(Backend):
         "step_shrink_Lp": 0.5,
     }
 
-    def __init__(self, phase, options=None, *, source="material.yaml"):
-        super().__init__(phase, options, source=source)
+    def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None):
+        super().__init__(phase, options, source=source, base_dir=base_dir)
         self._check_options()
         if not isinstance(phase, Mapping):
             raise InputError("expected a phase mapping", file=source, key="phase")

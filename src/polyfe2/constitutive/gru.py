@@ -1,0 +1,188 @@
+"""``gru``: the microstructure-sensitive GRU surrogate (paper 003) at every voxel.
+
+Every point is one sample of the surrogate: its own 20-grain descriptor (from a descriptor
+file indexed by material ID) and its own hidden state, which stays on the run's device.
+
+Per load increment (DESIGN.md, "GRU surrogate"; kernels in :mod:`polyfe2.kernels`):
+
+* once, when the previous increment is committed (:meth:`GRUBackend.commit`, or
+  :meth:`GRUBackend.setup` for the first): ``gh_l = W_hh_l h_l + b_hh_l`` and the
+  microstructure part of the first layer's input ``W_ih_1 (W_in_m m + b_in) + b_ih_1``;
+* per residual evaluation (:meth:`GRUBackend.evaluate`): one GRU step from the committed
+  hidden state with only the deformation term, the layer-2 input GEMM and the gates.
+
+Stress (paper 003, section 4): the network gives the deviatoric Cauchy stress for the
+isochoric right stretch ``U_iso`` of ``F = R U`` (the training paths are pure stretches), rotated
+to the current frame, plus a volumetric part from the bulk modulus ``K = (C_11 + 2 C_12) / 3``::
+
+    sigma = R sigma_dev(U_iso) R^T + K ln(J) / J I,      P = J sigma F^-T.
+
+The reference-medium stiffness is the iso-strain average of the cubic elastic constants over
+the descriptor's grains.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from . import crystal
+from .base import Backend, MaterialPoints, Response, State
+from .registry import register
+
+#: the model shipped with the package (used when ``backend_options/model`` is not given)
+SHIPPED_MODEL = "gru_aluminium_v1.pt"
+
+
+def shipped_model_path() -> Path:
+    return Path(str(resources.files("polyfe2") / "models" / SHIPPED_MODEL))
+
+
+def polar_stretch(F: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``F = R U``: rotation R and right stretch U = sqrt(F^T F) (N, 3, 3) each."""
+    lam2, V = torch.linalg.eigh(F.transpose(-1, -2) @ F)
+    lam = lam2.clamp_min(1e-30).sqrt()
+    U = (V * lam[..., None, :]) @ V.transpose(-1, -2)
+    Uinv = (V / lam[..., None, :]) @ V.transpose(-1, -2)
+    return F @ Uinv, U
+
+
+@register("gru")
+class GRUBackend(Backend):
+    """GRU surrogate of a 20-grain VE's deviatoric stress response, one sample per voxel.
+
+    Parameters
+    ----------
+    phase : mapping
+        material.yaml phase; ``mechanical/elastic`` (``C_11``, ``C_12``, ``C_44``) gives the bulk
+        modulus and the reference stiffness. ``plastic`` is what the model was trained for.
+    options : mapping, optional
+        ``model`` -- model file (.pt, relative to the run config); default the shipped model;
+        ``descriptors`` -- HDF5 file with a dataset ``descriptor`` (n_materials, G, 7), rows
+        ``[x, y, z, q0..q3]`` (:data:`polyfe2.surrogate.DESCRIPTOR_LAYOUT`), the sample of every
+        material ID; required;
+        ``kernels`` -- ``auto`` (compiled kernels when built), ``reference`` (the split step in
+        torch) or ``torch`` (``nn.GRU`` from the committed state every evaluation, nothing
+        precomputed);
+        ``math`` -- ``fp32`` (default), ``tf32`` or ``bf16`` (CUDA kernels only).
+
+    State keys
+    ----------
+    ``h`` (L, N, H) float32 committed hidden state; ``m`` (N, m) microstructure vector;
+    ``gh`` (L, N, 3H) and ``gx_const`` (N, 3H) the once-per-increment terms (empty with
+    ``kernels: torch``); ``C`` (N, 3, 3, 3, 3) reference stiffness.
+    """
+
+    default_options: Mapping[str, Any] = {"model": None, "descriptors": None, "kernels": "auto", "math": "fp32"}
+
+    def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None):
+        super().__init__(phase, options, source=source, base_dir=base_dir)
+        if not isinstance(phase, Mapping):
+            raise InputError("expected a phase mapping", file=source, key="phase")
+        self.C_11, self.C_12, self.C_44 = crystal.cubic_constants(phase, source)
+        self.bulk = (self.C_11 + 2.0 * self.C_12) / 3.0
+        o = self.options
+        if o["kernels"] not in ("auto", "reference", "torch"):
+            raise InputError(f"expected auto, reference or torch, got {o['kernels']!r}", key="backend_options/kernels")
+        if o["math"] not in ("fp32", "tf32", "bf16"):
+            raise InputError(f"expected fp32, tf32 or bf16, got {o['math']!r}", key="backend_options/math")
+        if o["descriptors"] is None:
+            raise InputError("the gru backend needs a descriptor file (HDF5 dataset 'descriptor', "
+                             "n_materials x 20 x 7)", key="backend_options/descriptors")
+        base = Path(base_dir) if base_dir is not None else Path(".")
+        self.descriptor_file = base / str(o["descriptors"])
+        self.model_file = base / str(o["model"]) if o["model"] else shipped_model_path()
+        from ..surrogate.model import GRUSurrogate
+
+        self.model = GRUSurrogate.load(self.model_file).float().eval()
+        self._fused = None
+
+    def describe(self) -> str:
+        impl = {"torch": "nn.GRU step per evaluation", "reference": "split step in torch"}.get(
+            self.options["kernels"], self._fused.backend_info() if self._fused is not None else "not set up")
+        return f"gru (model {self.model_file.name}, {impl})"
+
+    # ------------------------------------------------------------------------------------------
+    def point_data(self, material_ids: np.ndarray) -> dict[str, torch.Tensor]:
+        """Per-point descriptors from the descriptor file (``material_ids`` index its rows)."""
+        import h5py
+
+        from ..surrogate.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
+
+        f = self.descriptor_file
+        try:
+            with h5py.File(f, "r") as h:
+                if "descriptor" not in h:
+                    raise InputError("no dataset 'descriptor'", file=f, key="descriptor")
+                layout = h["descriptor"].attrs.get("layout", DESCRIPTOR_LAYOUT)
+                d = h["descriptor"][:]
+        except OSError:
+            raise InputError("descriptor file not found or not HDF5", file=f, key="backend_options/descriptors") from None
+        if str(layout) != DESCRIPTOR_LAYOUT:
+            raise InputError(f"layout {layout!r}, expected {DESCRIPTOR_LAYOUT!r}", file=f, key="descriptor")
+        if d.ndim != 3 or d.shape[2] != DESCRIPTOR_WIDTH or not np.isfinite(d).all():
+            raise InputError(f"expected finite (n_materials, G, {DESCRIPTOR_WIDTH}), got shape {d.shape}",
+                             file=f, key="descriptor")
+        if material_ids.size and material_ids.max() >= d.shape[0]:
+            raise InputError(f"{d.shape[0]} descriptors but material ID {int(material_ids.max())} is used",
+                             file=f, key="descriptor")
+        return {"descriptor": torch.as_tensor(d[material_ids])}
+
+    def setup(self, points: MaterialPoints, device, dtype) -> State:
+        if "descriptor" not in points.extra:
+            raise InputError("points carry no descriptors", file=self.descriptor_file, key="descriptor")
+        d = points.extra["descriptor"].to(device=device, dtype=torch.float32)
+        self.model.to(device)
+        if self.options["kernels"] != "torch":
+            self._fused = self.model.fused(device=device, math=self.options["math"],
+                                           backend="reference" if self.options["kernels"] == "reference" else "auto")
+        with torch.no_grad():
+            h, m = self.model.initial_state(d)
+        q = d[..., 3:].to(torch.float64)
+        v = torch.full(q.shape[:2], 1.0 / q.shape[1], dtype=torch.float64)
+        R = crystal.orientation_matrices(q, v, device=device, dtype=dtype)
+        C = crystal.average_stiffness(crystal.cubic_stiffness(self.C_11, self.C_12, self.C_44, device=device,
+                                                              dtype=dtype), R, v.to(device=device, dtype=dtype))
+        return self.commit({"h": h.contiguous(), "m": m.contiguous(), "C": C})
+
+    def commit(self, trial_state: State) -> State:
+        """Committed state plus the once-per-increment terms of the next increment's step."""
+        state = {k: trial_state[k] for k in ("h", "m", "C")}
+        if self._fused is not None:
+            pre = self._fused.precompute(state["h"], state["m"])
+            state["gh"], state["gx_const"] = pre.gh, pre.gx_const
+        return state
+
+    def stiffness(self, state: State) -> torch.Tensor:
+        return state["C"]
+
+    @torch.no_grad()
+    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
+        J = torch.linalg.det(F)
+        ok = torch.isfinite(F).flatten(1).all(1) & (J > 0)
+        I = crystal.eye3(F)
+        Fs = torch.where(ok[:, None, None], F, I.expand_as(F))
+        J = torch.where(ok, J, torch.ones_like(J))
+        R, U = polar_stretch(Fs)
+        U32 = U.to(torch.float32)
+        if self._fused is None:
+            s_dev, h_new = self.model.step(U32, state["m"], state["h"])
+        else:
+            from ..kernels import GRUPrecomputed
+
+            h_new, y = self._fused.step(self.model.scale_F(U32).contiguous(), state["h"],
+                                        GRUPrecomputed(state["gh"], state["gx_const"]))
+            s_dev = self.model.unscale_stress(y)
+        from ..surrogate.model import voigt_to_tensor
+
+        s = voigt_to_tensor(s_dev.to(F.dtype))
+        s = s - torch.diagonal(s, dim1=-2, dim2=-1).sum(-1)[:, None, None] / 3.0 * I   # keep it deviatoric
+        sigma = R @ s @ R.transpose(-1, -2) + (self.bulk * torch.log(J) / J)[:, None, None] * I
+        P = J[:, None, None] * sigma @ torch.linalg.inv(Fs).transpose(-1, -2)
+        ok = ok & torch.isfinite(P).flatten(1).all(1)
+        P = torch.where(ok[:, None, None], P, torch.zeros_like(P))
+        return Response(P=P, state={"h": h_new, "m": state["m"], "C": state["C"]}, failed=~ok)

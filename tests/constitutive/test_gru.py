@@ -1,0 +1,210 @@
+"""The ``gru`` backend: split step from the committed state, stress assembly, solver runs."""
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from polyfe2.constitutive import MaterialPoints, registry
+from polyfe2.constitutive.gru import GRUBackend, polar_stretch
+from polyfe2.errors import InputError
+from polyfe2.surrogate import descriptor as D
+from polyfe2.surrogate import loadpath as LP
+from polyfe2.surrogate.descriptor import DESCRIPTOR_LAYOUT
+from polyfe2.surrogate.model import GRUSurrogate, voigt_to_tensor
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "solver"))
+from solver_cases import AL_ELASTIC, AL_PLASTIC, curve_tensor, deformation, phase, run_case, uniaxial_x, write_case  # noqa: E402
+
+AL = phase(plastic=AL_PLASTIC)
+K_BULK = (AL_ELASTIC["C_11"] + 2 * AL_ELASTIC["C_12"]) / 3
+
+
+def small_model(path: Path, seed=0, hidden=32) -> Path:
+    """A random (untrained) surrogate with realistic scaling ranges, saved to ``path``."""
+    torch.manual_seed(seed)
+    m = GRUSurrogate(hidden=hidden, mlp_width=16)
+    rng = np.random.default_rng(seed)
+    d = torch.tensor(np.stack([D.random_texture(20, rng) for _ in range(4)]), dtype=torch.float32)
+    F = torch.tensor(np.stack([LP.random_monotonic_path(rng, 10, sections=3)[1:] for _ in range(4)]), dtype=torch.float32)
+    m.fit_scaling(d, F, torch.randn(4, 10, 6) * 60e6)
+    m.save(path)
+    return path
+
+
+def deviator(s: torch.Tensor) -> torch.Tensor:
+    return s - torch.diagonal(s, dim1=-2, dim2=-1).sum(-1)[..., None, None] / 3 * torch.eye(3, dtype=s.dtype)
+
+
+def descriptors(path: Path, n: int, seed=1) -> Path:
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("descriptor", data=np.stack([D.random_texture(20, rng) for _ in range(n)]))
+        f["descriptor"].attrs["layout"] = DESCRIPTOR_LAYOUT
+    return path
+
+
+def backend(tmp_path, n=5, **options) -> tuple[GRUBackend, dict, torch.Tensor]:
+    model = small_model(tmp_path / "m.pt")
+    desc = descriptors(tmp_path / "d.h5", n)
+    b = registry.get("gru")(AL, {"model": str(model), "descriptors": str(desc), **options})
+    ids = np.arange(n)
+    pts = MaterialPoints(torch.zeros(n, 1, 4), torch.ones(n, 1), torch.as_tensor(ids), b.point_data(ids))
+    return b, b.setup(pts, torch.device("cpu"), torch.float64), pts.extra["descriptor"]
+
+
+def test_polar_stretch():
+    rng = np.random.default_rng(0)
+    F = torch.tensor(np.eye(3) + 0.1 * rng.standard_normal((6, 3, 3)))
+    R, U = polar_stretch(F)
+    torch.testing.assert_close(R @ U, F, atol=1e-12, rtol=0)
+    torch.testing.assert_close(R.transpose(-1, -2) @ R, torch.eye(3, dtype=F.dtype).expand(6, 3, 3), atol=1e-12, rtol=0)
+    torch.testing.assert_close(U, U.transpose(-1, -2), atol=1e-14, rtol=0)
+    assert (torch.linalg.eigvalsh(U) > 0).all()
+
+
+@pytest.mark.parametrize("kernels", ["auto", "reference", "torch"])
+def test_step_equals_standalone_model_and_is_pure(tmp_path, kernels):
+    b, state, d = backend(tmp_path, kernels=kernels)
+    F_path = torch.tensor(np.stack([LP.random_monotonic_path(np.random.default_rng(s), 3, sections=3) for s in range(5)]))
+    h_before = state["h"].clone()
+    r1 = b.evaluate(F_path[:, 1], F_path[:, 0], 0.5, state)
+    r2 = b.evaluate(F_path[:, 1] * 1.0, F_path[:, 0], 0.5, state)   # re-evaluation inside the increment
+    torch.testing.assert_close(state["h"], h_before, rtol=0, atol=0)
+    torch.testing.assert_close(r1.P, r2.P, rtol=0, atol=0)
+    state = b.commit(r1.state)
+    r = b.evaluate(F_path[:, 2], F_path[:, 1], 0.5, state)
+    # standalone model along the same (symmetric, isochoric) path: sigma = sigma_dev, P = sigma F^-T
+    with torch.no_grad():
+        s = deviator(voigt_to_tensor(b.model(d.float(), F_path[:, 1:3].float())[:, 1].double()))
+    P_ref = s @ torch.linalg.inv(F_path[:, 2]).transpose(-1, -2)
+    torch.testing.assert_close(r.P, P_ref, rtol=0, atol=2e-5 * float(P_ref.abs().max()))
+    assert not r.failed.any()
+
+
+def test_volumetric_part_and_objectivity(tmp_path):
+    b, state, _ = backend(tmp_path, n=3)
+    U = torch.tensor(LP.random_monotonic_path(3, 2, sections=2)[2]).expand(3, 3, 3).clone()
+    J = 1.004
+    r_iso = b.evaluate(U, U, 0.5, state)
+    r_vol = b.evaluate(U * J ** (1 / 3), U, 0.5, state)
+    sigma = lambda P, F: P @ F.transpose(-1, -2) / torch.linalg.det(F)[:, None, None]  # noqa: E731
+    dsig = sigma(r_vol.P, U * J ** (1 / 3)) - sigma(r_iso.P, U)
+    torch.testing.assert_close(dsig, (K_BULK * np.log(J) / J) * torch.eye(3, dtype=U.dtype).expand(3, 3, 3),
+                               rtol=1e-6, atol=1e-3 * K_BULK * np.log(J))
+    # a rigid rotation of the stretch rotates the Cauchy stress
+    c, s = np.cos(0.3), np.sin(0.3)
+    Q = torch.tensor([[c, -s, 0], [s, c, 0], [0, 0, 1.0]], dtype=U.dtype)
+    r_rot = b.evaluate(Q @ U, U, 0.5, state)
+    torch.testing.assert_close(sigma(r_rot.P, Q @ U), Q @ sigma(r_iso.P, U) @ Q.T, rtol=0, atol=1e-3)
+
+
+def test_failed_points_are_flagged(tmp_path):
+    b, state, _ = backend(tmp_path, n=2)
+    F = torch.eye(3, dtype=torch.float64).expand(2, 3, 3).clone()
+    F[1] = -F[1]          # det < 0
+    r = b.evaluate(F, F, 0.5, state)
+    assert r.failed.tolist() == [False, True] and torch.isfinite(r.P).all()
+
+
+def test_bad_options_and_files_give_one_line_errors(tmp_path):
+    model = small_model(tmp_path / "m.pt")
+    desc = descriptors(tmp_path / "d.h5", 2)
+    cls = registry.get("gru")
+    with pytest.raises(InputError, match="backend_options/descriptors"):
+        cls(AL, {"model": str(model)})
+    with pytest.raises(InputError, match="backend_options/kernels"):
+        cls(AL, {"model": str(model), "descriptors": str(desc), "kernels": "fast"})
+    (tmp_path / "garbage.pt").write_bytes(b"not a model")
+    with pytest.raises(InputError, match="garbage.pt"):
+        cls(AL, {"model": str(tmp_path / "garbage.pt"), "descriptors": str(desc)})
+    ck = torch.load(model, weights_only=True)
+    ck["version"] = 99
+    torch.save(ck, tmp_path / "v99.pt")
+    with pytest.raises(InputError, match="key 'version'") as e:
+        cls(AL, {"model": str(tmp_path / "v99.pt"), "descriptors": str(desc)})
+    assert "\n" not in str(e.value)
+    b = cls(AL, {"model": str(model), "descriptors": str(desc)})
+    with pytest.raises(InputError, match="material ID 5"):
+        b.point_data(np.array([0, 5]))
+    with h5py.File(tmp_path / "wrong.h5", "w") as f:
+        f["descriptor"] = np.zeros((2, 20, 6))
+    b = cls(AL, {"model": str(model), "descriptors": str(tmp_path / "wrong.h5")})
+    with pytest.raises(InputError, match="wrong.h5"):
+        b.point_data(np.array([0]))
+
+
+def _case(tmp_path, steps, n_cells=(2, 2, 1), per_voxel=False, model="random", **options):
+    """A gru run case; ``model``: 'random' (a small untrained one), a path, or None (shipped)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    if model == "random":
+        model = small_model(tmp_path / "m.pt")
+    n = int(np.prod(n_cells)) if per_voxel else 1
+    desc = descriptors(tmp_path / "d.h5", n)
+    ids = np.arange(n).reshape(n_cells) if per_voxel else np.zeros(n_cells, dtype=int)
+    materials = [("Al", [[1.0, 0, 0, 0]])] * n
+    options = {"descriptors": str(desc), **options, **({"model": str(model)} if model else {})}
+    return write_case(tmp_path / "case", ids, {"Al": AL}, materials, steps, backend="gru",
+                      backend_options=options)
+
+
+def test_homogeneous_grid_run_reproduces_standalone_prediction(tmp_path):
+    T = 6
+    F_path = LP.random_monotonic_path(np.random.default_rng(7), T, max_strain=0.03)
+    path = _case(tmp_path, [deformation(F, t=0.5) for F in F_path[1:]])
+    summary, curve, _ = run_case(path)
+    model = GRUSurrogate.load(tmp_path / "m.pt")
+    with h5py.File(tmp_path / "d.h5") as f:
+        d = torch.tensor(f["descriptor"][:1], dtype=torch.float32)
+    with torch.no_grad():
+        s = deviator(voigt_to_tensor(model(d, torch.tensor(F_path[None, 1:], dtype=torch.float32))[0].double())).numpy()
+    P_ref = s @ np.linalg.inv(F_path[1:]).transpose(0, 2, 1)
+    P_run = np.stack([curve_tensor(curve, "P_MPa", row) for row in range(1, T + 1)]) * 1e6
+    assert summary.increments == T and summary.cutbacks == 0
+    np.testing.assert_allclose(P_run, P_ref, rtol=0, atol=1e-4 * np.abs(P_ref).max())
+
+
+class _FlakyGRU(GRUBackend):
+    """Fails every point on the first evaluation of increment 3 (forces one cutback)."""
+
+    def setup(self, points, device, dtype):
+        self.commits, self.failed_once = 0, False
+        return super().setup(points, device, dtype)
+
+    def commit(self, trial_state):
+        self.commits += 1
+        return super().commit(trial_state)
+
+    def evaluate(self, F, F_0, dt, state):
+        r = super().evaluate(F, F_0, dt, state)
+        if self.commits == 3 and not self.failed_once:   # setup's commit + 2 increments
+            self.failed_once = True
+            r.failed[:] = True
+        return r
+
+
+def test_cutback_equals_run_with_the_smaller_steps(tmp_path, monkeypatch):
+    monkeypatch.setitem(registry._BUILTIN, "gru_flaky", _FlakyGRU)
+    F_path = LP.random_monotonic_path(np.random.default_rng(3), 4, max_strain=0.02)
+    half = 0.5 * (F_path[3] + F_path[2])
+    steps = [deformation(F, t=0.5) for F in F_path[1:3]] + [deformation(F_path[3], t=0.5)]
+    path = _case(tmp_path / "a", steps)
+    summary, curve_a, _ = run_case(path, backend="gru_flaky")
+    assert summary.cutbacks == 1
+    steps_b = [deformation(F, t=0.5) for F in F_path[1:3]] + [deformation(half, t=0.25), deformation(F_path[3], t=0.25)]
+    _, curve_b, _ = run_case(_case(tmp_path / "b", steps_b, model=tmp_path / "a" / "m.pt"))
+    # the cut-back increment is two GRU steps from the committed state, like the finer run
+    np.testing.assert_allclose(curve_tensor(curve_a, "P_MPa", -1), curve_tensor(curve_b, "P_MPa", -1),
+                               rtol=0, atol=1e-6)
+
+
+def test_mixed_bc_run_with_a_descriptor_per_voxel(tmp_path):
+    """Uniaxial tension with the shipped model, every voxel its own VE: converges, the lateral
+    stresses vanish. (An untrained model has no elastic range, so no equilibrium to find.)"""
+    path = _case(tmp_path, [uniaxial_x(rate=1e-3, t=4.0, N=4)], n_cells=(3, 3, 2), per_voxel=True, model=None)
+    summary, curve, _ = run_case(path)
+    assert summary.increments == 4 and summary.cutbacks == 0
+    P = curve_tensor(curve, "P_MPa")
+    assert abs(P[1, 1]) < 1e-3 * abs(P).max() and abs(P[2, 2]) < 1e-3 * abs(P).max()
