@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: env kernels demo test bench clean
+.PHONY: env kernels demo test bench gru-model clean
 
 env:
 	@bash tools/bootstrap.sh $(VENV)
@@ -22,6 +22,12 @@ test: kernels
 bench: kernels
 	$(PY) benchmarks/bench_solver.py
 	$(PY) benchmarks/bench_gru_kernels.py
+	$(PY) benchmarks/bench_gru_backend.py
+
+# The shipped GRU surrogate from scratch: data (taylor K = 20 labels), training, held-out report.
+GRU := results/gru_model
+gru-model: kernels
+	bash tools/make_gru_model.sh $(VENV) $(GRU)
 
 clean:
 	rm -rf build results

@@ -51,13 +51,40 @@ def band_orientations(n_points: int, K: int, copper_weight: float, spread_deg: f
     return q.reshape(n_points, K, 4)
 
 
+def write_voxel_descriptors(path: Path, O: np.ndarray, rng, fraction_cells: int = 8) -> np.ndarray:
+    """descriptors.h5 for the gru backend: row 0 (the soft phase, unused) and one 20-grain
+    descriptor per solid voxel (orientations ``O`` (n, G, 4), random seeds). Returns the
+    grains' volume fractions (n, G) on a ``fraction_cells``^3 Voronoi grid."""
+    import h5py
+
+    from ..surrogate.datagen import grain_fractions
+    from ..surrogate.descriptor import DESCRIPTOR_LAYOUT, make_descriptor, random_seeds
+
+    n, G = O.shape[:2]
+    d = np.stack([make_descriptor(random_seeds(G, rng), O[i]) for i in range(n)])
+    v = np.stack([grain_fractions(d[i], fraction_cells) for i in range(n)])
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("descriptor", data=np.concatenate([d[:1], d]))
+        ds.attrs["layout"] = DESCRIPTOR_LAYOUT
+    return v
+
+
 def write_plate_case(directory: Path, cells=(24, 24, 3), K: int = 4, bands: int = 4,
                      spread_deg: float = 10.0, slot_width: int = 2, slot_depth: int | None = None,
                      free_layer: int = 2, strain: float = 0.02, increments: int = 20,
                      rate: float = 1e-3, backend: str = "taylor", seed: int = 42,
                      solver: dict | None = None) -> Path:
-    """Write grid.vti, material.yaml, load.yaml and run.yaml of the plate; return run.yaml."""
+    """Write grid.vti, material.yaml, load.yaml and run.yaml of the plate; return run.yaml.
+
+    With ``backend='gru'`` every solid voxel is a 20-grain VE (K must be 20): its K orientations
+    get random Voronoi seeds, ``descriptors.h5`` holds the descriptors by material ID and the
+    constituent fractions are the grains' Voronoi volume fractions (so that ``taylor`` on the
+    same files is the surrogate's iso-strain reference).
+    """
     import damask
+
+    if backend == "gru" and K != 20:
+        raise ValueError(f"the gru backend's samples have 20 grains; got K = {K}")
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -97,7 +124,10 @@ def write_plate_case(directory: Path, cells=(24, 24, 3), K: int = 4, bands: int 
     # the soft phase as a Taylor point too: DADF5 wants one number of constituents per file
     config = config.material_add(O=np.tile([1.0, 0, 0, 0], (1, K, 1)), phase="Void", homogenization="Taylor",
                                  v=np.full((1, K), 1.0 / K))
-    config = config.material_add(O=O, phase="Aluminum", homogenization="Taylor", v=np.full((len(solid), K), 1.0 / K))
+    v = np.full((len(solid), K), 1.0 / K)
+    if backend == "gru":   # every voxel is one 20-grain sample of the surrogate
+        v = write_voxel_descriptors(directory / "descriptors.h5", O, rng)
+    config = config.material_add(O=O, phase="Aluminum", homogenization="Taylor", v=v)
     config.save(directory / "material.yaml")
 
     damask.GeomGrid(material, size=np.array(cells, dtype=float) * 1e-5,
@@ -111,6 +141,8 @@ def write_plate_case(directory: Path, cells=(24, 24, 3), K: int = 4, bands: int 
     (directory / "load.yaml").write_text(yaml.safe_dump(load, sort_keys=False))
     run = {"geometry": "grid.vti", "material": "material.yaml", "load": "load.yaml", "backend": backend,
            "device": "auto", "output": {"directory": "results", "name": "plate"}}
+    if backend == "gru":
+        run["backend_options"] = {"descriptors": "descriptors.h5"}
     if solver:
         run["solver"] = solver
     path = directory / "run.yaml"

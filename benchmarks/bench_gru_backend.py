@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""Throughput of the ``gru`` backend per residual evaluation (issue 3).
+
+For each voxel count N, side by side in one run:
+
+* ``split step`` -- the backend as the solver runs it (``kernels: auto``): the committed-state
+  terms (W_hh h, microstructure input) were computed once at the commit; per evaluation the
+  polar decomposition, one split GRU step (compiled kernel when built) and the stress assembly;
+* ``torch reference split`` -- the same split in plain torch (``kernels: reference``);
+* ``nn.GRU from committed`` -- no precomputation (``kernels: torch``): every evaluation runs
+  the whole nn.GRU step, W_hh h included;
+* ``commit`` -- what the split moves to once per increment (its cost is amortised over the
+  evaluations of an increment: 6-7 with the default N-GMRES).
+
+Figures: the minimum over repeats of the wall time per evaluation and voxels per second; the
+ratio is nn.GRU time / split time. The model is the shipped one (H = 256, 2 layers); the
+descriptors are random.
+
+  python benchmarks/bench_gru_backend.py [--sizes 1e4,1e5,3.4e5] [--repeat R] [--device cpu|cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+try:
+    from polyfe2.constitutive import MaterialPoints, registry
+except ImportError:  # running from a checkout without an install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from polyfe2.constitutive import MaterialPoints, registry
+from polyfe2.constitutive.gru import shipped_model_path
+from polyfe2.microstructure.plate import ALUMINIUM
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def timed(fn, dev, repeat):
+    fn()
+    sync(dev)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync(dev)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+class _Descriptors:
+    """Stands in for a descriptor file: random 20-grain descriptors for N points."""
+
+    def __init__(self, N, seed=0):
+        rng = np.random.default_rng(seed)
+        q = rng.standard_normal((N, 20, 4))
+        q /= np.linalg.norm(q, axis=-1, keepdims=True)
+        q[..., 0] = np.abs(q[..., 0])
+        self.d = torch.tensor(np.concatenate([rng.random((N, 20, 3)), q], -1), dtype=torch.float32)
+
+
+def bench(N, dev, repeat, model):
+    d = _Descriptors(N).d
+    pts = MaterialPoints(torch.zeros(N, 1, 4), torch.ones(N, 1), torch.zeros(N, dtype=torch.long), {"descriptor": d})
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((3, 3)) * 0.01
+    F = torch.tensor(np.eye(3) + 0.5 * (A + A.T), device=dev).expand(N, 3, 3).contiguous()
+    rows = {}
+    for label, kernels in (("split step", "auto"), ("torch reference split", "reference"),
+                           ("nn.GRU from committed", "torch")):
+        b = registry.get("gru")(ALUMINIUM, {"model": str(model), "descriptors": "-", "kernels": kernels})
+        state = b.setup(pts, dev, torch.float64)
+        t = timed(lambda: b.evaluate(F, F, 0.5, state), dev, repeat)
+        rows[label] = (t, b.describe())
+        if kernels == "auto":
+            trial = b.evaluate(F, F, 0.5, state).state
+            rows["commit (once per increment)"] = (timed(lambda: b.commit(trial), dev, repeat), "")
+        del state
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1e4,1e5,3.4e5")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", default=str(shipped_model_path()))
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    print(f"gru backend, model {Path(args.model).name}, device {dev}, torch threads {torch.get_num_threads()}")
+    print(f"{'N':>8}  {'variant':<28} {'ms/eval':>9} {'Mvoxel/s':>9}  implementation")
+    for N in (int(float(s)) for s in args.sizes.split(",")):
+        rows = bench(N, dev, args.repeat, args.model)
+        for label, (t, impl) in rows.items():
+            print(f"{N:>8}  {label:<28} {1e3 * t:>9.2f} {N / t / 1e6:>9.3f}  {impl}")
+        ratio = rows["nn.GRU from committed"][0] / rows["split step"][0]
+        amort = (rows["split step"][0] * 7 + rows["commit (once per increment)"][0]) / 7
+        print(f"{N:>8}  ratio nn.GRU / split step = {ratio:.2f}x; split incl. commit amortised over "
+              f"7 evaluations: {1e3 * amort:.2f} ms/eval ({rows['nn.GRU from committed'][0] / amort:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Rebuild the shipped GRU surrogate: training data, training, held-out error report.
+#   tools/make_gru_model.sh VENV OUTDIR      (make gru-model)
+# Every step resumes: data chunks and training epochs already done are kept.
+set -euo pipefail
+VENV=${1:-.venv}
+OUT=${2:-results/gru_model}
+P="$VENV/bin/polyfe2"
+mkdir -p "$OUT"
+gen() { "$P" datagen gru --no-progress "$@"; }
+
+# training set: 2400 VEs (60 % random texture, 40 % Cube/Goss/Brass/Copper with 5-25 deg spread)
+# x 4 random monotonic paths (100 steps, ||ln U|| up to 5 %), dt 0.5 s
+gen --out "$OUT/train.h5" --n-ve 2400 --paths-per-ve 4 --seed 0 --chunk 32
+# held-out sets: (i) seen VEs, new paths; (ii) unseen VEs; (iii) idealised paths; (iv) textures
+gen --out "$OUT/test_seen_ve_new_paths.h5" --n-ve 100 --paths-per-ve 2 --seed 0 --path-seed 1000 --chunk 25
+gen --out "$OUT/test_unseen_ve.h5" --n-ve 200 --paths-per-ve 2 --seed 1 --chunk 25
+for k in uniaxial_tension plane_strain pure_shear; do
+  gen --out "$OUT/test_idealised_$k.h5" --n-ve 50 --paths-per-ve 1 --seed 2 --texture random --load "$k" --chunk 25
+done
+for t in cube goss brass copper; do
+  gen --out "$OUT/test_texture_$t.h5" --n-ve 50 --paths-per-ve 2 --seed 3 --texture "$t" --chunk 25
+done
+
+"$P" train gru "$OUT/train.h5" --out "$OUT/train" --epochs 80 --batch 32 --lr 1e-3 --threads 2 --max-minutes 65
+
+sets=("seen_ve_new_paths=$OUT/test_seen_ve_new_paths.h5" "unseen_ve=$OUT/test_unseen_ve.h5")
+for k in uniaxial_tension plane_strain pure_shear; do sets+=("$k=$OUT/test_idealised_$k.h5"); done
+for t in cube goss brass copper; do sets+=("texture_$t=$OUT/test_texture_$t.h5"); done
+"$P" evaluate gru "$OUT/train/model.pt" "${sets[@]}" --out "$OUT/report"
