@@ -57,6 +57,14 @@ def test_training_reduces_the_error_writes_outputs_and_resumes(data, tmp_path):
     assert res["epochs"] == 14 and len(list(csv.DictReader(open(tmp_path / "history.csv")))) == 14
     with pytest.raises(InputError, match="key 'hidden'"):
         train([data], tmp_path, TrainSpec(**{**spec.__dict__, "hidden": 16}), progress=False, log=lambda *a: None)
+    # fine-tuning starts from the model's weights and keeps its normalisation
+    tuned = train([data], tmp_path / "tuned", TrainSpec(**{**spec.__dict__, "epochs": 1, "init": str(tmp_path / "model.pt")}),
+                  progress=False, log=lambda *a: None)
+    m2 = GRUSurrogate.load(tuned["model"])
+    assert m2.meta["initialised_from"]["file"] == "model.pt"
+    assert np.array_equal(m2.s_max.numpy(), model.s_max.numpy())
+    first_tuned = float(next(csv.DictReader(open(tmp_path / "tuned" / "history.csv")))["val_loss"])
+    assert first_tuned < first
 
 
 def test_evaluate_command(data, tmp_path, capsys):

@@ -36,6 +36,7 @@ from .registry import register
 
 #: the model shipped with the package (used when ``backend_options/model`` is not given)
 SHIPPED_MODEL = "gru_aluminium_v1.pt"
+_SETUP_CHUNK = 32768
 
 
 def shipped_model_path() -> Path:
@@ -140,8 +141,10 @@ class GRUBackend(Backend):
         if self.options["kernels"] != "torch":
             self._fused = self.model.fused(device=device, math=self.options["math"],
                                            backend="reference" if self.options["kernels"] == "reference" else "auto")
-        with torch.no_grad():
-            h, m = self.model.initial_state(d)
+        with torch.no_grad():   # in chunks: the per-grain MLPs hold (n, 20, width) activations
+            parts = [self.model.initial_state(c) for c in d.split(_SETUP_CHUNK)]
+            h = torch.cat([p[0] for p in parts], dim=1)
+            m = torch.cat([p[1] for p in parts], dim=0)
         q = d[..., 3:].to(torch.float64)
         v = torch.full(q.shape[:2], 1.0 / q.shape[1], dtype=torch.float64)
         R = crystal.orientation_matrices(q, v, device=device, dtype=dtype)

@@ -38,7 +38,7 @@ from .descriptor import (N_GRAINS, TEXTURE_COMPONENTS, random_texture, texture_c
                          voronoi_grid)
 from .loadpath import IDEALISED_KINDS, idealised_path, random_monotonic_path
 
-__all__ = ["DatagenSpec", "generate", "taylor_labels", "fullfield_labels", "average_sigma_dev",
+__all__ = ["DatagenSpec", "generate", "compute_chunk", "taylor_labels", "fullfield_labels", "average_sigma_dev",
            "sample_descriptor", "grain_fractions", "read_dataset", "DATASET_FORMAT"]
 
 DATASET_FORMAT = "polyfe2.gru_dataset"
@@ -265,7 +265,7 @@ class _AverageRecorder:
 # ------------------------------------------------------------------------------------------
 # the data set
 # ------------------------------------------------------------------------------------------
-def _chunk_samples(spec: DatagenSpec, c: int, phase: dict) -> dict:
+def compute_chunk(spec: DatagenSpec, c: int, phase: dict) -> dict:
     """Compute chunk ``c`` (VEs ``c*chunk ...``) of ``spec``; deterministic."""
     import torch
 
@@ -357,10 +357,10 @@ def generate(out: Path, spec: DatagenSpec, phase: dict | None = None, workers: i
 
         if workers == 1:
             for c in todo:
-                store(c, _chunk_samples(spec, c, phase))
+                store(c, compute_chunk(spec, c, phase))
         else:
             with ProcessPoolExecutor(workers) as pool:
-                futures = {c: pool.submit(_chunk_samples, spec, c, phase) for c in todo}
+                futures = {c: pool.submit(compute_chunk, spec, c, phase) for c in todo}
                 for c in todo:
                     store(c, futures[c].result())
         bar.close()

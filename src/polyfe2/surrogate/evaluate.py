@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import GRUSurrogate, voigt_to_tensor
+from .model import CHECKPOINT_VERSION, GRUSurrogate, voigt_to_tensor
 
 __all__ = ["eq5_error", "predict", "error_stats", "evaluate_sets", "plot_error_per_step"]
 
@@ -111,7 +111,7 @@ def evaluate_sets(model_path: Path, sets: dict[str, Path], out: Path) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     model = GRUSurrogate.load(model_path)
-    report = {"model": str(model_path), "meta": model.meta, "sets": {}}
+    report = {"model": str(model_path), "checkpoint_version": CHECKPOINT_VERSION, "meta": model.meta, "sets": {}}
     for name, file in sets.items():
         data = read_dataset(file)
         st = error_stats(predict(model, data["descriptor"], data["F"]), data["sigma_dev"])

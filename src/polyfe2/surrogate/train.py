@@ -42,10 +42,11 @@ class TrainSpec:
     threads: int | None = None
     max_minutes: float | None = None
     clip: float = 1.0
+    init: str | None = None     # start from this model file (its weights and scaling)
 
 
 #: options that must match to resume (epochs, threads and the time limit may change)
-_RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip")
+_RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip", "init")
 
 
 def load_training_data(files: list[Path]) -> dict:
@@ -83,8 +84,14 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     s_all = torch.as_tensor(data["sigma_dev"], dtype=torch.float32)
 
     torch.manual_seed(spec.seed)
-    model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers)
-    model.fit_scaling(d_all[tr], F_all[tr], s_all[tr])
+    if spec.init:   # fine-tune: weights *and* normalisation of an existing model
+        model = GRUSurrogate.load(spec.init).float()
+        if (model.hidden, model.layers) != (spec.hidden, spec.layers):
+            raise InputError(f"is {model.hidden}x{model.layers}, the options ask for {spec.hidden}x{spec.layers}",
+                             file=spec.init, key="arch")
+    else:
+        model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers)
+        model.fit_scaling(d_all[tr], F_all[tr], s_all[tr])
     y_all = model.scale_stress(s_all)
     f_all = model.scale_F(F_all)   # scaled once: training then only runs the network
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
@@ -160,7 +167,10 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
 
 def _meta(data, files, spec, history, n_train, n_val) -> dict:
     a = data["attrs"]
-    return dict(trained_on=[Path(f).name for f in files], samples_train=n_train, samples_val=n_val,
+    prior = GRUSurrogate.load(spec.init).meta if spec.init else {}
+    return dict(trained_on=[Path(f).name for f in files], samples_train=n_train,
+                initialised_from=dict(file=Path(spec.init).name, epochs=prior.get("epochs"),
+                                      train_time_s=prior.get("train_time_s")) if spec.init else None, samples_val=n_val,
                 method=str(a["method"]), dt=float(a["dt"]), steps=int(a["steps"]), max_strain=float(a["max_strain"]),
                 material=str(a["material"]), epochs=history[-1]["epoch"], train_time_s=history[-1]["time_s"],
                 val_eq5_MPa=history[-1]["val_eq5_MPa"], val_pct_peak=history[-1]["val_pct_peak"],
