@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,22 +35,12 @@ except ImportError:  # running from a checkout without an install
 from polyfe2.constitutive.gru import shipped_model_path
 from polyfe2.microstructure.plate import ALUMINIUM
 
-
-def sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gru_kernels import timeit  # noqa: E402  (same timing rules as the kernel benchmark)
 
 
 def timed(fn, dev, repeat):
-    fn()
-    sync(dev)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync(dev)
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return timeit(fn, dev, repeat, warmup=1)
 
 
 class _Descriptors:
