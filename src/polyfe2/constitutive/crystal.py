@@ -124,7 +124,12 @@ def rotate_stiffness(C: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
 
     With E_c = R E R^T and S = R^T S_c R:  C_lab_ijkl = R_ai R_bj R_ck R_dl C_abcd.
     """
-    return torch.einsum("...ai,...bj,...ck,...dl,abcd->...ijkl", R, R, R, R, C)
+    # one index at a time: intermediates stay (..., 3, 3, 3, 3) (a single 5-operand einsum may
+    # build (..., 3^8) temporaries: gigabytes on a component-scale grid)
+    out = torch.einsum("...dl,abcd->...abcl", R, C)
+    out = torch.einsum("...ck,...abcl->...abkl", R, out)
+    out = torch.einsum("...bj,...abkl->...ajkl", R, out)
+    return torch.einsum("...ai,...ajkl->...ijkl", R, out)
 
 
 def average_stiffness(C: torch.Tensor, R: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
