@@ -43,19 +43,17 @@ def timed(fn, dev, repeat):
     return timeit(fn, dev, repeat, warmup=1)
 
 
-class _Descriptors:
-    """Stands in for a descriptor file: random 20-grain descriptors for N points."""
-
-    def __init__(self, N, seed=0):
-        rng = np.random.default_rng(seed)
-        q = rng.standard_normal((N, 20, 4))
-        q /= np.linalg.norm(q, axis=-1, keepdims=True)
-        q[..., 0] = np.abs(q[..., 0])
-        self.d = torch.tensor(np.concatenate([rng.random((N, 20, 3)), q], -1), dtype=torch.float32)
+def random_descriptors(N, seed=0) -> torch.Tensor:
+    """Stands in for a descriptor file: random 20-grain descriptors (N, 20, 7)."""
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((N, 20, 4))
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    q[..., 0] = np.abs(q[..., 0])
+    return torch.tensor(np.concatenate([rng.random((N, 20, 3)), q], -1), dtype=torch.float32)
 
 
 def bench(N, dev, repeat, model):
-    d = _Descriptors(N).d
+    d = random_descriptors(N)
     pts = MaterialPoints(torch.zeros(N, 1, 4), torch.ones(N, 1), torch.zeros(N, dtype=torch.long), {"descriptor": d})
     rng = np.random.default_rng(1)
     A = rng.standard_normal((3, 3)) * 0.01

@@ -95,8 +95,13 @@ def _cmd_train_gru(args) -> int:
 def _cmd_evaluate_gru(args) -> int:
     from .surrogate.evaluate import evaluate_sets
 
-    report = evaluate_sets(Path(args.model), {p.split("=", 1)[0]: Path(p.split("=", 1)[1]) for p in args.sets},
-                           Path(args.out))
+    sets = {}
+    for item in args.sets:
+        name, sep, file = item.partition("=")
+        if not (sep and name and file):
+            raise InputError(f"expected NAME=FILE.h5, got {item!r}", file="command line", key="sets")
+        sets[name] = Path(file)
+    report = evaluate_sets(Path(args.model), sets, Path(args.out))
     for name, r in report["sets"].items():
         print(f"  {name:<18} mean eq.5 error {r['mean_MPa']:.3f} MPa = {r['mean_pct_peak']:.2f} % of peak "
               f"({r['samples']} samples)")

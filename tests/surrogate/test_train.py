@@ -77,3 +77,6 @@ def test_evaluate_command(data, tmp_path, capsys):
         assert (tmp_path / "e" / name).stat().st_size > 0
     rc = main(["evaluate", "gru", str(tmp_path / "none.pt"), f"tiny={data}", "--out", str(tmp_path / "e")])
     assert rc == 2 and "none.pt" in capsys.readouterr().err
+    rc = main(["evaluate", "gru", str(tmp_path / "t" / "model.pt"), str(data), "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "NAME=FILE.h5" in err and len(err.strip().splitlines()) == 1

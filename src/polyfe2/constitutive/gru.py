@@ -30,6 +30,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..kernels import GRUPrecomputed
+from ..surrogate.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
+from ..surrogate.model import GRUSurrogate, voigt_to_tensor
 from . import crystal
 from .base import Backend, MaterialPoints, Response, State
 from .registry import register
@@ -106,8 +109,6 @@ class GRUBackend(Backend):
         base = Path(base_dir) if base_dir is not None else Path(".")
         self.descriptor_file = base / str(o["descriptors"])
         self.model_file = base / str(o["model"]) if o["model"] else shipped_model_path()
-        from ..surrogate.model import GRUSurrogate
-
         self.model = GRUSurrogate.load(self.model_file).float().eval()
         self._fused = None
 
@@ -120,8 +121,6 @@ class GRUBackend(Backend):
     def point_data(self, material_ids: np.ndarray) -> dict[str, torch.Tensor]:
         """Per-point descriptors from the descriptor file (``material_ids`` index its rows)."""
         import h5py
-
-        from ..surrogate.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
 
         f = self.descriptor_file
         try:
@@ -184,13 +183,9 @@ class GRUBackend(Backend):
         if self._fused is None:
             s_dev, h_new = self.model.step(U32, state["m"], state["h"])
         else:
-            from ..kernels import GRUPrecomputed
-
             h_new, y = self._fused.step(self.model.scale_F(U32).contiguous(), state["h"],
                                         GRUPrecomputed(state["gh"], state["gx_const"]))
             s_dev = self.model.unscale_stress(y)
-        from ..surrogate.model import voigt_to_tensor
-
         s = voigt_to_tensor(s_dev.to(F.dtype))
         s = s - torch.diagonal(s, dim1=-2, dim2=-1).sum(-1)[:, None, None] / 3.0 * I   # keep it deviatoric
         sigma = R @ s @ R.transpose(-1, -2) + (self.bulk * torch.log(J) / J)[:, None, None] * I

@@ -87,9 +87,11 @@ class DatagenSpec:
             raise InputError(f"expected one of {TEXTURES}, got {self.texture!r}", file=file, key="texture")
         if self.load not in LOADS:
             raise InputError(f"expected one of {LOADS}, got {self.load!r}", file=file, key="load")
-        if not (0 < self.max_strain < 0.5 and self.dt > 0 and 0 <= self.textured_fraction <= 1):
-            raise InputError("expected 0 < max_strain < 0.5, dt > 0, 0 <= textured_fraction <= 1",
-                             file=file, key="max_strain/dt/textured_fraction")
+        for key, ok, expected in (("max_strain", 0 < self.max_strain < 0.5, "in (0, 0.5)"),
+                                  ("dt", self.dt > 0, "> 0"),
+                                  ("textured_fraction", 0 <= self.textured_fraction <= 1, "in [0, 1]")):
+            if not ok:
+                raise InputError(f"expected a number {expected}, got {getattr(self, key)!r}", file=file, key=key)
 
     @property
     def n_chunks(self) -> int:
@@ -240,9 +242,8 @@ def _write_fullfield_case(directory: Path, descriptor, F_path, dt, phase, cells)
 class _AverageRecorder:
     """Stands in for the run's outputs: keeps only the average F and P of every increment."""
 
-    files: dict = {}
-
     def __init__(self, T: int):
+        self.files: dict = {}
         self.P = np.full((T, 3, 3), np.nan)
 
     def bind(self, model) -> None:

@@ -192,16 +192,21 @@ class GRUSurrogate(nn.Module):
         h0 = torch.tanh(self.h0_net(d)).reshape(B, self.layers, self.hidden)
         return h0.transpose(0, 1).contiguous(), self.m_net(d)
 
-    def _inputs(self, F: Tensor, m: Tensor) -> Tensor:
-        f = self.scale_F(F)                                   # (B, [T,] 9)
+    def _inputs(self, f: Tensor, m: Tensor) -> Tensor:
+        """Input layer on the scaled isochoric F ``f`` (B, [T,] 9) and m."""
         mm = m if f.dim() == 2 else m[:, None, :].expand(-1, f.shape[1], -1)
         return self.input_layer(torch.cat([f, mm], dim=-1))
 
+    def forward_prescaled(self, descriptor: Tensor, f_path: Tensor) -> Tensor:
+        """Scaled outputs (B, T, 6) for already scaled inputs ``f_path = scale_F(F_path)``
+        (training scales its data once)."""
+        h0, m = self.initial_state(descriptor)
+        out, _ = self.gru(self._inputs(f_path, m), h0)
+        return self.output_layer(out)
+
     def forward_scaled(self, descriptor: Tensor, F_path: Tensor) -> Tensor:
         """Scaled outputs (B, T, 6) in [0, 1] (for the training loss)."""
-        h0, m = self.initial_state(descriptor)
-        out, _ = self.gru(self._inputs(F_path, m), h0)
-        return self.output_layer(out)
+        return self.forward_prescaled(descriptor, self.scale_F(F_path))
 
     def forward(self, descriptor: Tensor, F_path: Tensor) -> Tensor:
         """Deviatoric Cauchy stress along whole load paths.
@@ -238,7 +243,7 @@ class GRUSurrogate(nn.Module):
         h_new : Tensor, shape (layers, B, hidden)
             Trial hidden state (commit it once the increment converged).
         """
-        out, h_new = self.gru(self._inputs(F, m)[:, None, :], h)
+        out, h_new = self.gru(self._inputs(self.scale_F(F), m)[:, None, :], h)
         return self.unscale_stress(self.output_layer(out[:, 0])), h_new
 
     def fused(self, **kwargs):

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import InputError
 from .datagen import read_dataset
-from .evaluate import error_stats, plot_error_per_step, predict
+from .evaluate import error_stats, plot_error_per_step
 from .model import GRUSurrogate
 
 __all__ = ["TrainSpec", "train", "load_training_data"]
@@ -84,8 +84,11 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     s_all = torch.as_tensor(data["sigma_dev"], dtype=torch.float32)
 
     torch.manual_seed(spec.seed)
+    prior = None
     if spec.init:   # fine-tune: weights *and* normalisation of an existing model
         model = GRUSurrogate.load(spec.init).float()
+        prior = dict(file=Path(spec.init).name, epochs=model.meta.get("epochs"),
+                     train_time_s=model.meta.get("train_time_s"))
         if (model.hidden, model.layers) != (spec.hidden, spec.layers):
             raise InputError(f"is {model.hidden}x{model.layers}, the options ask for {spec.hidden}x{spec.layers}",
                              file=spec.init, key="arch")
@@ -127,26 +130,24 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
         total, count = 0.0, 0
         for i in range(0, len(perm), spec.batch):
             idx = torch.as_tensor(perm[i:i + spec.batch])
-            h0, m = model.initial_state(d_all[idx])
-            x = model.input_layer(torch.cat([f_all[idx], m[:, None].expand(-1, f_all.shape[1], -1)], -1))
-            y = model.output_layer(model.gru(x, h0)[0])
-            loss = torch.nn.functional.mse_loss(y, y_all[idx])
+            loss = torch.nn.functional.mse_loss(model.forward_prescaled(d_all[idx], f_all[idx]), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip)
             opt.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
-        with torch.no_grad():
+        with torch.no_grad():   # one forward pass gives the loss and the stresses
             model.eval()
-            val_loss = float(torch.nn.functional.mse_loss(model.forward_scaled(d_all[va], F_all[va]), y_all[va]))
-        val = error_stats(predict(model, data["descriptor"][va], data["F"][va]), data["sigma_dev"][va])
+            y_val = model.forward_prescaled(d_all[va], f_all[va])
+            val_loss = float(torch.nn.functional.mse_loss(y_val, y_all[va]))
+            val = error_stats(model.unscale_stress(y_val).double().numpy(), data["sigma_dev"][va])
         history.append(dict(epoch=epoch + 1, train_loss=total / count, val_loss=val_loss,
                             val_eq5_MPa=val["mean_MPa"], val_pct_peak=val["mean_pct_peak"], lr=lr_at(epoch),
                             time_s=time.perf_counter() - t_start))
         if val_loss < best:
             best = val_loss
-            model.save(out / "model.pt", meta=_meta(data, files, spec, history, len(tr), len(va)))
+            model.save(out / "model.pt", meta=_meta(data, files, spec, prior, history, len(tr), len(va)))
             plot_error_per_step({"validation": val}, out / "val_error.png", f"validation, epoch {epoch + 1}")
         torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(), history=history, epoch=epoch + 1,
                         best=best, spec=asdict(spec)), ckpt_path)
@@ -165,12 +166,9 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
                 val_pct_peak=best_row.get("val_pct_peak"), train_time_min=round(last.get("time_s", 0) / 60, 1))
 
 
-def _meta(data, files, spec, history, n_train, n_val) -> dict:
+def _meta(data, files, spec, prior, history, n_train, n_val) -> dict:
     a = data["attrs"]
-    prior = GRUSurrogate.load(spec.init).meta if spec.init else {}
-    return dict(trained_on=[Path(f).name for f in files], samples_train=n_train,
-                initialised_from=dict(file=Path(spec.init).name, epochs=prior.get("epochs"),
-                                      train_time_s=prior.get("train_time_s")) if spec.init else None, samples_val=n_val,
+    return dict(trained_on=[Path(f).name for f in files], samples_train=n_train, initialised_from=prior, samples_val=n_val,
                 method=str(a["method"]), dt=float(a["dt"]), steps=int(a["steps"]), max_strain=float(a["max_strain"]),
                 material=str(a["material"]), epochs=history[-1]["epoch"], train_time_s=history[-1]["time_s"],
                 val_eq5_MPa=history[-1]["val_eq5_MPa"], val_pct_peak=history[-1]["val_pct_peak"],
