@@ -63,6 +63,10 @@ def test_polar_stretch():
     torch.testing.assert_close(R.transpose(-1, -2) @ R, torch.eye(3, dtype=F.dtype).expand(6, 3, 3), atol=1e-12, rtol=0)
     torch.testing.assert_close(U, U.transpose(-1, -2), atol=1e-14, rtol=0)
     assert (torch.linalg.eigvalsh(U) > 0).all()
+    # the GPU variant (first iterations without a convergence check) gives the same factors
+    R5, U5 = polar_stretch(F, unchecked=5)
+    torch.testing.assert_close(R5, R, atol=1e-14, rtol=0)
+    torch.testing.assert_close(U5, U, atol=1e-14, rtol=0)
 
 
 @pytest.mark.parametrize("kernels", ["auto", "reference", "torch"])
