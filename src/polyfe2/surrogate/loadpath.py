@@ -110,13 +110,10 @@ def isochoric(F):
     -------
     Same type as ``F``, shape (..., 3, 3), with unit determinant.
     """
-    try:
-        import torch
-        if isinstance(F, torch.Tensor):
-            J = torch.linalg.det(F)
-            return F * J.pow(-1.0 / 3.0)[..., None, None]
-    except ImportError:  # pragma: no cover
-        pass
+    import torch
+
+    if isinstance(F, torch.Tensor):
+        return F * torch.linalg.det(F).pow(-1.0 / 3.0)[..., None, None]
     F = np.asarray(F, dtype=float)
     J = np.linalg.det(F)
     return F * (J ** (-1.0 / 3.0))[..., None, None]

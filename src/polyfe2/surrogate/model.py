@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from .descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
+from .loadpath import isochoric
 
 __all__ = [
     "GRUSurrogate",
@@ -49,7 +50,6 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "voigt_to_tensor",
-    "isochoric_torch",
 ]
 
 #: Component order of the 6-vector of deviatoric Cauchy stress (Voigt order).
@@ -57,11 +57,6 @@ STRESS_ORDER = ("11", "22", "33", "23", "13", "12")
 _VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 CHECKPOINT_FORMAT = "polyfe2.gru_surrogate"
 CHECKPOINT_VERSION = 1
-
-
-def isochoric_torch(F: Tensor) -> Tensor:
-    """``J^{-1/3} F`` for a batch of deformation gradients (..., 3, 3)."""
-    return F * torch.linalg.det(F).pow(-1.0 / 3.0)[..., None, None]
 
 
 def voigt_to_tensor(s: Tensor) -> Tensor:
@@ -149,7 +144,7 @@ class GRUSurrogate(nn.Module):
         sigma_dev : Tensor, shape (B, T, 6)
             Deviatoric Cauchy stress in Pa, :data:`STRESS_ORDER`.
         """
-        f = isochoric_torch(F_paths).reshape(-1, 9)
+        f = isochoric(F_paths).reshape(-1, 9)
         d = descriptors.reshape(-1, DESCRIPTOR_WIDTH)
         s = sigma_dev.reshape(-1, 6)
         for name, x in (("F", f), ("d", d), ("s", s)):
@@ -158,7 +153,7 @@ class GRUSurrogate(nn.Module):
 
     def scale_F(self, F: Tensor) -> Tensor:
         """Scaled, flattened isochoric F: (..., 3, 3) -> (..., 9) (the ``f`` of FusedGRU)."""
-        f = isochoric_torch(F).reshape(F.shape[:-2] + (9,))
+        f = isochoric(F).reshape(F.shape[:-2] + (9,))
         return (f - self.F_min) / self._span(self.F_min, self.F_max)
 
     def scale_descriptor(self, d: Tensor) -> Tensor:
