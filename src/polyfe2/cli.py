@@ -85,7 +85,7 @@ def _cmd_train_gru(args) -> int:
 
     spec = TrainSpec(epochs=args.epochs, batch=args.batch, lr=args.lr, hidden=args.hidden,
                      layers=args.layers, val_fraction=args.val_fraction, seed=args.seed,
-                     threads=args.threads, max_minutes=args.max_minutes, init=args.init)
+                     threads=args.threads, max_minutes=args.max_minutes, init=args.init, device=args.device)
     result = train([Path(p) for p in args.data], Path(args.out), spec, progress=not args.no_progress)
     for k, v in result.items():
         print(f"  {k:<22} {v}")
@@ -151,6 +151,7 @@ def _add_gru_commands(sub) -> None:
     g.add_argument("--threads", type=int, default=None)
     g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this")
     g.add_argument("--init", default=None, help="start from this model (.pt): its weights and normalisation")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=_cmd_train_gru)
 

@@ -1,7 +1,6 @@
 """A whole run: load steps, increments, cutbacks and outputs around the spectral solver."""
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,23 +10,11 @@ import torch
 
 from .constitutive import MaterialPoints, registry
 from .constitutive.dispatch import MaterialModel, PhaseGroup
+from .devices import resolve_device
 from .errors import InputError, SolverError
 from .inputs import RunConfig
 from .solver.boundary import masked_compliance
 from .solver.spectral import SolverOptions, SpectralSolver
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present and not disabled by POLYFE2_DISABLE_CUDA=1."""
-    if name == "auto":
-        use_cuda = torch.cuda.is_available() and os.environ.get("POLYFE2_DISABLE_CUDA", "0") != "1"
-        return torch.device("cuda" if use_cuda else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from .errors import InputError
-
-        raise InputError(f"device {name!r} requested but no CUDA device is available; use auto or cpu",
-                         key="device")
-    return torch.device(name)
 
 
 def build_material_model(config: RunConfig, device: torch.device, dtype=torch.float64) -> MaterialModel:
@@ -87,7 +74,7 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print) ->
     from .outputs import RunOutputs
 
     t_start = time.perf_counter()
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, file=config.path)
     dtype = torch.float64
     grid = config.geometry.grid
     options = SolverOptions.from_mapping(config.solver, file=config.path)

@@ -3,6 +3,7 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 
 from polyfe2.cli import main
 from polyfe2.errors import InputError
@@ -80,3 +81,34 @@ def test_evaluate_command(data, tmp_path, capsys):
     rc = main(["evaluate", "gru", str(tmp_path / "t" / "model.pt"), str(data), "--out", str(tmp_path / "e")])
     err = capsys.readouterr().err
     assert rc == 2 and "NAME=FILE.h5" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_device_option(data, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: 'cuda' is a valid choice here")
+    rc = main(["train", "gru", str(data), "--out", str(tmp_path / "t"), "--epochs", "1", "--hidden", "16",
+               "--device", "cuda", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "key 'device'" in err and len(err.strip().splitlines()) == 1
+    rc = main(["train", "gru", str(data), "--out", str(tmp_path / "t"), "--epochs", "1", "--hidden", "16",
+               "--device", "gpu", "--no-progress"])
+    assert rc == 2 and "expected auto, cpu or cuda[:N]" in capsys.readouterr().err
+    assert not (tmp_path / "t" / "model.pt").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_matches_cpu(data, tmp_path):
+    """Same seed, same batches: the first epochs on the GPU follow the CPU run (float32, cuDNN)."""
+    spec = TrainSpec(epochs=3, batch=8, lr=3e-3, hidden=32, val_fraction=0.1, threads=2)
+    runs = {}
+    for dev in ("cpu", "cuda"):
+        train([data], tmp_path / dev, TrainSpec(**{**spec.__dict__, "device": dev}), progress=False,
+              log=lambda *a: None)
+        runs[dev] = [float(r["val_loss"]) for r in csv.DictReader(open(tmp_path / dev / "history.csv"))]
+    np.testing.assert_allclose(runs["cuda"], runs["cpu"], rtol=2e-3)
+    model = GRUSurrogate.load(tmp_path / "cuda" / "model.pt")   # written from the GPU, read on the CPU
+    assert model.meta["spec"]["device"] == "cuda" and model.s_max.device.type == "cpu"
+    # resuming a GPU run on the CPU continues its history
+    res = train([data], tmp_path / "cuda", TrainSpec(**{**spec.__dict__, "epochs": 4, "device": "cpu"}),
+                progress=False, log=lambda *a: None)
+    assert res["epochs"] == 4

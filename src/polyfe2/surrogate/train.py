@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..devices import resolve_device
 from ..errors import InputError
 from .datagen import read_dataset
 from .evaluate import error_stats, plot_error_per_step
@@ -43,9 +44,10 @@ class TrainSpec:
     max_minutes: float | None = None
     clip: float = 1.0
     init: str | None = None     # start from this model file (its weights and scaling)
+    device: str = "auto"         # auto | cpu | cuda[:N]; the data and the model live there
 
 
-#: options that must match to resume (epochs, threads and the time limit may change)
+#: options that must match to resume (epochs, threads, device and the time limit may change)
 _RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip", "init")
 
 
@@ -76,24 +78,25 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
 
     if spec.threads:
         torch.set_num_threads(int(spec.threads))
+    dev = resolve_device(spec.device)
     out.mkdir(parents=True, exist_ok=True)
     data = load_training_data(files)
     tr, va = _split(len(data["F"]), spec.val_fraction, spec.seed)
-    d_all = torch.as_tensor(data["descriptor"], dtype=torch.float32)
-    F_all = torch.as_tensor(data["F"][:, 1:], dtype=torch.float32)
-    s_all = torch.as_tensor(data["sigma_dev"], dtype=torch.float32)
+    d_all = torch.as_tensor(data["descriptor"], dtype=torch.float32, device=dev)
+    F_all = torch.as_tensor(data["F"][:, 1:], dtype=torch.float32, device=dev)
+    s_all = torch.as_tensor(data["sigma_dev"], dtype=torch.float32, device=dev)
 
     torch.manual_seed(spec.seed)
     prior = None
     if spec.init:   # fine-tune: weights *and* normalisation of an existing model
-        model = GRUSurrogate.load(spec.init).float()
+        model = GRUSurrogate.load(spec.init).float().to(dev)
         prior = dict(file=Path(spec.init).name, epochs=model.meta.get("epochs"),
                      train_time_s=model.meta.get("train_time_s"))
         if (model.hidden, model.layers) != (spec.hidden, spec.layers):
             raise InputError(f"is {model.hidden}x{model.layers}, the options ask for {spec.hidden}x{spec.layers}",
                              file=spec.init, key="arch")
     else:
-        model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers)
+        model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers).to(dev)
         model.fit_scaling(d_all[tr], F_all[tr], s_all[tr])
     y_all = model.scale_stress(s_all)
     f_all = model.scale_F(F_all)   # scaled once: training then only runs the network
@@ -101,7 +104,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     history, epoch0, best = [], 0, math.inf
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
         changed = [k for k in _RESUME_KEYS if ck["spec"].get(k) != getattr(spec, k)]
         if changed:
             raise InputError(f"was written with other training options {changed}; use another --out",
@@ -112,7 +115,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
         log(f"polyfe2: resuming {ckpt_path} after epoch {epoch0}")
     log(f"polyfe2: {len(tr)} training / {len(va)} validation samples, {data['F'].shape[1] - 1} steps, "
         f"GRU {spec.hidden}x{spec.layers}, {sum(p.numel() for p in model.parameters())} parameters, "
-        f"{torch.get_num_threads()} threads")
+        f"{torch.get_num_threads()} threads, device {dev}")
 
     def lr_at(epoch):  # cosine decay from lr to lr_min over the planned epochs
         return spec.lr_min + 0.5 * (spec.lr - spec.lr_min) * (1 + math.cos(math.pi * min(epoch / spec.epochs, 1)))
@@ -127,22 +130,23 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
             g["lr"] = lr_at(epoch)
         model.train()
         perm = rng.permutation(tr)
-        total, count = 0.0, 0
+        total, count = torch.zeros((), device=dev), 0   # summed on the device: no sync per batch
         for i in range(0, len(perm), spec.batch):
-            idx = torch.as_tensor(perm[i:i + spec.batch])
+            idx = torch.as_tensor(perm[i:i + spec.batch], device=dev)
             loss = torch.nn.functional.mse_loss(model.forward_prescaled(d_all[idx], f_all[idx]), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip)
             opt.step()
-            total += float(loss.detach()) * len(idx)
+            total += loss.detach() * len(idx)
             count += len(idx)
+        train_loss = float(total) / count
         with torch.no_grad():   # one forward pass gives the loss and the stresses
             model.eval()
             y_val = model.forward_prescaled(d_all[va], f_all[va])
             val_loss = float(torch.nn.functional.mse_loss(y_val, y_all[va]))
-            val = error_stats(model.unscale_stress(y_val).double().numpy(), data["sigma_dev"][va])
-        history.append(dict(epoch=epoch + 1, train_loss=total / count, val_loss=val_loss,
+            val = error_stats(model.unscale_stress(y_val).double().cpu().numpy(), data["sigma_dev"][va])
+        history.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss,
                             val_eq5_MPa=val["mean_MPa"], val_pct_peak=val["mean_pct_peak"], lr=lr_at(epoch),
                             time_s=time.perf_counter() - t_start))
         if val_loss < best:
@@ -152,7 +156,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
         torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(), history=history, epoch=epoch + 1,
                         best=best, spec=asdict(spec)), ckpt_path)
         _write_history(history, out)
-        bar.set_postfix_str(f"loss {total / count:.3g} val {val_loss:.3g} eq5 {val['mean_MPa']:.2f} MPa "
+        bar.set_postfix_str(f"loss {train_loss:.3g} val {val_loss:.3g} eq5 {val['mean_MPa']:.2f} MPa "
                             f"({val['mean_pct_peak']:.2f} %)", refresh=False)
         bar.update(1)
         if spec.max_minutes and history[-1]["time_s"] > 60 * spec.max_minutes:
