@@ -37,6 +37,7 @@ from ..errors import InputError
 from .descriptor import (N_GRAINS, TEXTURE_COMPONENTS, random_texture, texture_component,
                          voronoi_grid)
 from .loadpath import IDEALISED_KINDS, idealised_path, random_monotonic_path
+from .model import VOIGT_PAIRS
 
 __all__ = ["DatagenSpec", "generate", "compute_chunk", "taylor_labels", "fullfield_labels", "average_sigma_dev",
            "sample_descriptor", "grain_fractions", "read_dataset", "DATASET_FORMAT"]
@@ -125,10 +126,10 @@ def grain_fractions(descriptor: np.ndarray, cells: int = 16) -> np.ndarray:
 
 
 def average_sigma_dev(P_av: np.ndarray, F_av: np.ndarray) -> np.ndarray:
-    """(..., 6) deviatoric part of ``P_av F_av^T / det F_av`` in Voigt order 11,22,33,23,13,12."""
+    """(..., 6) deviatoric part of ``P_av F_av^T / det F_av`` in the model's :data:`STRESS_ORDER`."""
     sigma = P_av @ np.swapaxes(F_av, -1, -2) / np.linalg.det(F_av)[..., None, None]
     sigma = sigma - np.trace(sigma, axis1=-2, axis2=-1)[..., None, None] / 3.0 * np.eye(3)
-    i, j = np.array([0, 1, 2, 1, 0, 0]), np.array([0, 1, 2, 2, 2, 1])
+    i, j = np.array(VOIGT_PAIRS).T
     return sigma[..., i, j]
 
 

@@ -47,6 +47,7 @@ from .loadpath import isochoric
 __all__ = [
     "GRUSurrogate",
     "STRESS_ORDER",
+    "VOIGT_PAIRS",
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "voigt_to_tensor",
@@ -54,7 +55,8 @@ __all__ = [
 
 #: Component order of the 6-vector of deviatoric Cauchy stress (Voigt order).
 STRESS_ORDER = ("11", "22", "33", "23", "13", "12")
-_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+#: tensor indices (i, j) of the components of :data:`STRESS_ORDER`
+VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 CHECKPOINT_FORMAT = "polyfe2.gru_surrogate"
 CHECKPOINT_VERSION = 1
 
@@ -62,7 +64,7 @@ CHECKPOINT_VERSION = 1
 def voigt_to_tensor(s: Tensor) -> Tensor:
     """Symmetric (..., 3, 3) tensor from a (..., 6) vector in :data:`STRESS_ORDER`."""
     out = s.new_zeros(s.shape[:-1] + (3, 3))
-    for k, (i, j) in enumerate(_VOIGT):
+    for k, (i, j) in enumerate(VOIGT_PAIRS):
         out[..., i, j] = s[..., k]
         out[..., j, i] = s[..., k]
     return out
