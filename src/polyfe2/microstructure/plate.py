@@ -51,10 +51,11 @@ def band_orientations(n_points: int, K: int, copper_weight: float, spread_deg: f
     return q.reshape(n_points, K, 4)
 
 
-def write_voxel_descriptors(path: Path, O: np.ndarray, rng, fraction_cells: int = 8) -> np.ndarray:
+def write_voxel_descriptors(path: Path, O: np.ndarray, rng) -> np.ndarray:
     """descriptors.h5 for the gru backend: row 0 (the soft phase, unused) and one 20-grain
     descriptor per solid voxel (orientations ``O`` (n, G, 4), random seeds). Returns the
-    grains' volume fractions (n, G) on a ``fraction_cells``^3 Voronoi grid."""
+    grains' volume fractions (n, G), measured as for the training labels
+    (:func:`~polyfe2.surrogate.datagen.grain_fractions`, 16^3 Voronoi grid)."""
     import h5py
 
     from ..surrogate.datagen import grain_fractions
@@ -62,7 +63,7 @@ def write_voxel_descriptors(path: Path, O: np.ndarray, rng, fraction_cells: int 
 
     n, G = O.shape[:2]
     d = np.stack([make_descriptor(random_seeds(G, rng), O[i]) for i in range(n)])
-    v = np.stack([grain_fractions(d[i], fraction_cells) for i in range(n)])
+    v = np.stack([grain_fractions(d[i]) for i in range(n)])
     with h5py.File(path, "w") as f:
         ds = f.create_dataset("descriptor", data=np.concatenate([d[:1], d]))
         ds.attrs["layout"] = DESCRIPTOR_LAYOUT
