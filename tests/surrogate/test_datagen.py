@@ -48,6 +48,39 @@ def test_taylor_labels_elastic_single_crystal_is_cubic_hooke():
     np.testing.assert_allclose(sigma[0, -1], _voigt(dev), rtol=0, atol=2e-3 * np.abs(dev).max())
 
 
+def test_taylor_labels_rotate_with_the_volume_element():
+    """Objectivity under the 24 rotations Q of the cube: rotating the seeds about the cell centre,
+    the grains (passive R -> R Q^T) and the path (F -> Q F Q^T) rotates the labels (Q sigma Q^T)
+    and keeps the Voronoi fractions."""
+    import damask
+
+    from polyfe2.surrogate.descriptor import random_texture, reduce_to_fz
+    from polyfe2.surrogate.model import VOIGT_PAIRS
+
+    rng = np.random.default_rng(7)
+    d = random_texture(20, rng)                 # rows [x, y, z, q]
+    F = LP.random_monotonic_path(rng, 12, max_strain=0.02, sections=3)
+    Qs = damask.Orientation(lattice="cF").symmetry_operations.as_matrix()
+    pick = [5, 11, 19]                          # a 180, a 120 and a 90 deg rotation
+    ds, Fs = [d], [F]
+    for Q in Qs[pick]:
+        seeds = ((d[:, :3] - 0.5) @ Q.T + 0.5) % 1.0
+        R = damask.Rotation.from_quaternion(d[:, 3:]).as_matrix() @ Q.T
+        ds.append(make_descriptor(seeds, reduce_to_fz(damask.Rotation.from_matrix(R).as_quaternion())))
+        Fs.append(Q @ F @ Q.T)
+    frac = np.stack([DG.grain_fractions(x) for x in ds])
+    np.testing.assert_array_equal(frac[1:], np.repeat(frac[:1], 3, 0))
+    sig, failed = DG.taylor_labels(np.stack(ds), frac, np.stack(Fs), 0.5)
+    assert not failed.any() and np.abs(sig[0]).max() > 30e6     # well into plasticity
+    i, j = np.array(VOIGT_PAIRS).T
+    T = np.zeros((12, 3, 3))
+    T[:, i, j] = sig[0]
+    T[:, j, i] = sig[0]
+    for Q, s in zip(Qs[pick], sig[1:]):
+        np.testing.assert_allclose(s, (Q @ T @ Q.T)[:, i, j], atol=1e-3)   # Pa, of ~5e7
+    assert np.abs(sig[1] - sig[0]).max() > 1e6                  # the rotation does change them
+
+
 def test_fullfield_equals_taylor_for_a_single_crystal():
     """Two independent paths to the labels -- the spectral solver on the Voronoi grid and the
     iso-strain point -- agree when all grains share one orientation (homogeneous field)."""
