@@ -9,10 +9,10 @@ P="$VENV/bin/polyfe2"
 mkdir -p "$OUT"
 gen() { "$P" datagen gru --no-progress "$@"; }
 
-# training sets: 5 x 2400 VEs (60 % random texture, 40 % Cube/Goss/Brass/Copper with 5-25 deg
+# training sets: 7 x 2400 VEs (60 % random texture, 40 % Cube/Goss/Brass/Copper with 5-25 deg
 # spread) x 4 random monotonic paths (100 steps, ||ln U|| up to 5 %), dt 0.5 s
 train_sets=()
-for s in 0 10 20 30 40; do
+for s in 0 10 20 30 40 50 60; do
   gen --out "$OUT/train_s$s.h5" --n-ve 2400 --paths-per-ve 4 --seed "$s" --chunk 32
   train_sets+=("$OUT/train_s$s.h5")
 done
@@ -26,14 +26,17 @@ for t in cube goss brass copper; do
   gen --out "$OUT/test_texture_$t.h5" --n-ve 50 --paths-per-ve 2 --seed 3 --texture "$t" --chunk 25
 done
 
-# four stages on 2 cores: 1 set (about 1 h), 2 sets (42 min), 4 sets (81 min), 5 sets (28 min)
+# five stages on 2 cores: 1 set (about 1 h), 2 sets (42 min), 4 sets (81 min), 5 sets (28 min),
+# 7 sets (92 min); each continues from the model of the stage before
 "$P" train gru "${train_sets[0]}" --out "$OUT/train" --epochs 80 --batch 32 --lr 1e-3 --threads 2 --max-minutes 65
 "$P" train gru "${train_sets[@]:0:2}" --out "$OUT/finetune" --init "$OUT/train/model.pt" \
   --epochs 28 --batch 32 --lr 3e-4 --threads 2 --max-minutes 42
 "$P" train gru "${train_sets[@]:0:4}" --out "$OUT/finetune2" --init "$OUT/finetune/model.pt" \
   --epochs 32 --batch 32 --lr 3e-4 --threads 2 --max-minutes 92
-"$P" train gru "${train_sets[@]}" --out "$OUT/finetune3" --init "$OUT/finetune2/model.pt" \
+"$P" train gru "${train_sets[@]:0:5}" --out "$OUT/finetune3" --init "$OUT/finetune2/model.pt" \
   --epochs 9 --batch 32 --lr 1e-4 --threads 2 --max-minutes 31
+"$P" train gru "${train_sets[@]}" --out "$OUT/finetune4" --init "$OUT/finetune3/model.pt" \
+  --epochs 20 --batch 32 --lr 1.5e-4 --threads 2 --max-minutes 92
 
 sets=("seen_ve_new_paths=$OUT/test_seen_ve_new_paths.h5" "unseen_ve=$OUT/test_unseen_ve.h5")
 for k in uniaxial_tension plane_strain pure_shear; do sets+=("$k=$OUT/test_idealised_$k.h5"); done
@@ -42,4 +45,4 @@ for t in cube goss brass copper; do sets+=("texture_$t=$OUT/test_texture_$t.h5")
 gen --out "$OUT/test_fullfield16.h5" --method fullfield --cells 16 --n-ve 8 --paths-per-ve 1 --seed 5 --chunk 1
 gen --out "$OUT/test_fullfield16_taylor.h5" --n-ve 8 --paths-per-ve 1 --seed 5 --chunk 1
 sets+=("fullfield16_unseen_ve=$OUT/test_fullfield16.h5" "taylor_same_8=$OUT/test_fullfield16_taylor.h5")
-"$P" evaluate gru "$OUT/finetune3/model.pt" "${sets[@]}" --out "$OUT/report"
+"$P" evaluate gru "$OUT/finetune4/model.pt" "${sets[@]}" --out "$OUT/report"

@@ -10,8 +10,8 @@ from polyfe2.surrogate.evaluate import error_stats, predict
 from polyfe2.surrogate.model import CHECKPOINT_VERSION, GRUSurrogate
 
 REPORT = shipped_model_path().with_suffix(".report.json")
-#: the shipped model reports 7.1 % on its 400 unseen-VE samples; a fresh draw of 24 must stay below
-ACCURACY_BOUND_PCT = 11.0
+#: the shipped model reports 6.8 % on its 400 unseen-VE samples (8.0 % on this fresh draw of 24)
+ACCURACY_BOUND_PCT = 10.5
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from .base import Backend, MaterialPoints, Response, State
 from .registry import register
 
 #: the model shipped with the package (used when ``backend_options/model`` is not given)
-SHIPPED_MODEL = "gru_aluminium_v2.pt"
+SHIPPED_MODEL = "gru_aluminium_v3.pt"
 _SETUP_CHUNK = 32768
 
 
