@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .devices import check_device_name
 from .errors import InputError
 from .solver.boundary import LoadStep, make_load_step
 from .solver.grid import Grid
@@ -293,9 +294,7 @@ def load_run_config(path: Path, overrides: dict | None = None) -> RunConfig:
     options = data.get("backend_options") or {}
     if not isinstance(options, dict):
         raise InputError("expected a mapping of options", file=path, key="backend_options")
-    device = str(data.get("device", "auto"))
-    if not (device in ("auto", "cpu") or device.startswith("cuda")):
-        raise InputError(f"expected auto, cpu or cuda[:N], got {device!r}", file=path, key="device")
+    device = check_device_name(str(data.get("device", "auto")), file=path)
     out = data.get("output") or {}
     if not isinstance(out, dict) or set(out) - OUTPUT_KEYS:
         raise InputError(f"expected a mapping with keys among {sorted(OUTPUT_KEYS)}", file=path, key="output")

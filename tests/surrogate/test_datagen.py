@@ -55,7 +55,9 @@ def test_taylor_labels_rotate_with_the_volume_element():
     import damask
 
     from polyfe2.surrogate.descriptor import random_texture, reduce_to_fz
-    from polyfe2.surrogate.model import VOIGT_PAIRS
+    import torch
+
+    from polyfe2.surrogate.model import VOIGT_PAIRS, voigt_to_tensor
 
     rng = np.random.default_rng(7)
     d = random_texture(20, rng)                 # rows [x, y, z, q]
@@ -73,9 +75,7 @@ def test_taylor_labels_rotate_with_the_volume_element():
     sig, failed = DG.taylor_labels(np.stack(ds), frac, np.stack(Fs), 0.5)
     assert not failed.any() and np.abs(sig[0]).max() > 30e6     # well into plasticity
     i, j = np.array(VOIGT_PAIRS).T
-    T = np.zeros((12, 3, 3))
-    T[:, i, j] = sig[0]
-    T[:, j, i] = sig[0]
+    T = voigt_to_tensor(torch.as_tensor(sig[0])).numpy()
     for Q, s in zip(Qs[pick], sig[1:]):
         np.testing.assert_allclose(s, (Q @ T @ Q.T)[:, i, j], atol=1e-3)   # Pa, of ~5e7
     assert np.abs(sig[1] - sig[0]).max() > 1e6                  # the rotation does change them

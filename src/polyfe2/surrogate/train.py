@@ -129,10 +129,10 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
         for g in opt.param_groups:
             g["lr"] = lr_at(epoch)
         model.train()
-        perm = rng.permutation(tr)
+        perm = torch.as_tensor(rng.permutation(tr), device=dev)   # one copy per epoch
         total, count = torch.zeros((), device=dev), 0   # summed on the device: no sync per batch
         for i in range(0, len(perm), spec.batch):
-            idx = torch.as_tensor(perm[i:i + spec.batch], device=dev)
+            idx = perm[i:i + spec.batch]
             loss = torch.nn.functional.mse_loss(model.forward_prescaled(d_all[idx], f_all[idx]), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
