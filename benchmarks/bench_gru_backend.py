@@ -33,7 +33,7 @@ except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from polyfe2.constitutive import MaterialPoints, registry
 from polyfe2.constitutive.gru import shipped_model_path
-from polyfe2.microstructure.plate import ALUMINIUM
+from polyfe2.microstructure.materials import aluminium
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gru_kernels import timeit  # noqa: E402  (same timing rules as the kernel benchmark)
@@ -61,7 +61,7 @@ def bench(N, dev, repeat, model):
     rows = {}
     for label, kernels in (("split step", "auto"), ("torch reference split", "reference"),
                            ("nn.GRU from committed", "torch")):
-        b = registry.get("gru")(ALUMINIUM, {"model": str(model), "descriptors": "-", "kernels": kernels})
+        b = registry.get("gru")(aluminium(), {"model": str(model), "descriptors": "-", "kernels": kernels})
         state = b.setup(pts, dev, torch.float64)
         t = timed(lambda: b.evaluate(F, F, 0.5, state), dev, repeat)
         rows[label] = (t, b.describe())

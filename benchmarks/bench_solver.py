@@ -69,8 +69,8 @@ def write_inputs(directory: Path, n: int, case: str, increments: int) -> None:
 
 
 def run_setting(directory: Path, case: str, options: dict):
-    from polyfe2.inputs import load_run_config
-    from polyfe2.simulation import run
+    from polyfe2.simulation.config import load_run_config
+    from polyfe2.simulation.runner import run
 
     (directory / "run.yaml").write_text(yaml.safe_dump({
         "geometry": "grid.vti", "material": "material.yaml", "load": "load.yaml",

@@ -18,14 +18,16 @@ import sys
 from pathlib import Path
 
 from .errors import InputError, SolverError
+from .learn.spec import LOADS, METHODS, TEXTURES, DatagenSpec
 
 
 def _cmd_run(args) -> int:
-    from .inputs import load_run_config
-    from .simulation import run
+    from .simulation.config import load_run_config
 
     overrides = {"device": args.device} if args.device else {}
     config = load_run_config(Path(args.config), overrides)
+    from .simulation.runner import run  # torch and PETSc: only once the inputs are valid
+
     summary = run(config, progress=not args.no_progress)
     _report(summary)
     return 0
@@ -41,7 +43,7 @@ def _report(summary) -> None:
 
 
 def _cmd_backends(args) -> int:
-    from .constitutive import available
+    from .constitutive.registry import available
 
     for name, origin in available().items():
         print(f"{name:<12} {origin}")
@@ -49,9 +51,9 @@ def _cmd_backends(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .inputs import load_run_config
-    from .microstructure.plate import write_plate_case
-    from .simulation import run
+    from .simulation.config import load_run_config
+    from .simulation.plate import write_plate_case
+    from .simulation.runner import run
 
     out = Path(args.out)
     K = args.K if args.K is not None else 20 if args.backend == "gru" else 4
@@ -67,7 +69,8 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_datagen_gru(args) -> int:
-    from .surrogate.datagen import DatagenSpec, generate
+    from .learn.datagen import generate
+    from .learn.spec import DatagenSpec
 
     spec = DatagenSpec(n_ve=args.n_ve, paths_per_ve=args.paths_per_ve, method=args.method, steps=args.steps,
                        max_strain=args.max_strain, sections=args.sections, dt=args.dt, seed=args.seed,
@@ -81,7 +84,7 @@ def _cmd_datagen_gru(args) -> int:
 
 
 def _cmd_train_gru(args) -> int:
-    from .surrogate.train import TrainSpec, train
+    from .learn.train import TrainSpec, train
 
     spec = TrainSpec(epochs=args.epochs, batch=args.batch, lr=args.lr, hidden=args.hidden,
                      layers=args.layers, val_fraction=args.val_fraction, seed=args.seed,
@@ -93,7 +96,7 @@ def _cmd_train_gru(args) -> int:
 
 
 def _cmd_evaluate_gru(args) -> int:
-    from .surrogate.evaluate import evaluate_sets
+    from .learn.evaluate import evaluate_sets
 
     sets = {}
     for item in args.sets:
@@ -109,7 +112,6 @@ def _cmd_evaluate_gru(args) -> int:
 
 
 def _add_gru_commands(sub) -> None:
-    from .surrogate.datagen import LOADS, METHODS, TEXTURES, DatagenSpec
 
     d = DatagenSpec()
     p = sub.add_parser("datagen", help="generate surrogate training data (HDF5, resumable)")
@@ -163,6 +165,14 @@ def _add_gru_commands(sub) -> None:
     g.set_defaults(func=_cmd_evaluate_gru)
 
 
+def _cmd_inputs(args) -> int:
+    from . import schema
+    from .simulation import config  # noqa: F401  (declares the run-config, load and solver schemas)
+
+    print(schema.markdown(schema.documented()), end="")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="polyfe2", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +183,8 @@ def main(argv=None) -> int:
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("backends", help="list the registered constitutive backends")
     p.set_defaults(func=_cmd_backends)
+    p = sub.add_parser("inputs", help="print the input reference (every key, its type, unit and bounds)")
+    p.set_defaults(func=_cmd_inputs)
     p = sub.add_parser("demo", help="write and run the texture-graded plate with a slot")
     p.add_argument("--out", default="results/demo")
     p.add_argument("--cells", type=int, nargs=3, default=[24, 24, 3], metavar=("NX", "NY", "NZ"))

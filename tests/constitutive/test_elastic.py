@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
+from polyfe2.microstructure.materials import aluminium
+
 from polyfe2.constitutive import MaterialPoints, get
 from polyfe2.constitutive import crystal
+from polyfe2.mechanics import cubic_stiffness, ddot42, rotate_stiffness
 from polyfe2.errors import InputError
 
 C11, C12, C44 = 106.75e9, 60.41e9, 28.34e9
-PHASE = {"lattice": "cF",
-         "mechanical": {"output": ["F", "P"],
-                        "elastic": {"type": "Hooke", "C_11": C11, "C_12": C12, "C_44": C44},
-                        "plastic": {"type": "phenopowerlaw"}}}          # ignored by elastic
+PHASE = aluminium()   # its plastic law is ignored by elastic
 D = torch.float64
 
 
@@ -133,9 +133,9 @@ def test_bad_phase_raises_input_error(mutate, key):
 
 
 def test_helpers_consistent():
-    C = crystal.cubic_stiffness(C11, C12, C44)
+    C = cubic_stiffness(C11, C12, C44)
     R = torch.as_tensor(damask.Rotation.from_random(1, rng_seed=9).as_matrix(), dtype=D)
     E = torch.tensor([[1e-3, 2e-4, 0], [2e-4, -5e-4, 1e-4], [0, 1e-4, 3e-4]], dtype=D)
-    S_lab = crystal.ddot42(crystal.rotate_stiffness(C, R)[0], E)
-    S_via = R[0].T @ crystal.ddot42(C, R[0] @ E @ R[0].T) @ R[0]
+    S_lab = ddot42(rotate_stiffness(C, R)[0], E)
+    S_via = R[0].T @ ddot42(C, R[0] @ E @ R[0].T) @ R[0]
     assert torch.allclose(S_lab, S_via, rtol=1e-12, atol=1e-3)

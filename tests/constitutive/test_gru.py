@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from polyfe2.constitutive import MaterialPoints, registry
-from polyfe2.constitutive.gru import GRUBackend, polar_stretch
+from polyfe2.constitutive.gru import GRUBackend
 from polyfe2.errors import InputError
-from polyfe2.surrogate import descriptor as D
-from polyfe2.surrogate import loadpath as LP
-from polyfe2.surrogate.descriptor import DESCRIPTOR_LAYOUT
-from polyfe2.surrogate.model import GRUSurrogate, voigt_to_tensor
+from polyfe2.microstructure import descriptor as D
+from polyfe2.learn import loadpath as LP
+from polyfe2.microstructure.descriptor import DESCRIPTOR_LAYOUT
+from polyfe2.constitutive.gru_network import GRUSurrogate
+from polyfe2.mechanics import voigt_to_tensor
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "solver"))
 from solver_cases import AL_ELASTIC, AL_PLASTIC, curve_tensor, deformation, phase, run_case, uniaxial_x, write_case  # noqa: E402
@@ -53,20 +54,6 @@ def backend(tmp_path, n=5, **options) -> tuple[GRUBackend, dict, torch.Tensor]:
     ids = np.arange(n)
     pts = MaterialPoints(torch.zeros(n, 1, 4), torch.ones(n, 1), torch.as_tensor(ids), b.point_data(ids))
     return b, b.setup(pts, torch.device("cpu"), torch.float64), pts.extra["descriptor"]
-
-
-def test_polar_stretch():
-    rng = np.random.default_rng(0)
-    F = torch.tensor(np.eye(3) + 0.1 * rng.standard_normal((6, 3, 3)))
-    R, U = polar_stretch(F)
-    torch.testing.assert_close(R @ U, F, atol=1e-12, rtol=0)
-    torch.testing.assert_close(R.transpose(-1, -2) @ R, torch.eye(3, dtype=F.dtype).expand(6, 3, 3), atol=1e-12, rtol=0)
-    torch.testing.assert_close(U, U.transpose(-1, -2), atol=1e-14, rtol=0)
-    assert (torch.linalg.eigvalsh(U) > 0).all()
-    # the GPU variant (first iterations without a convergence check) gives the same factors
-    R5, U5 = polar_stretch(F, unchecked=5)
-    torch.testing.assert_close(R5, R, atol=1e-14, rtol=0)
-    torch.testing.assert_close(U5, U, atol=1e-14, rtol=0)
 
 
 @pytest.mark.parametrize("kernels", ["auto", "reference", "torch"])
@@ -190,7 +177,8 @@ class _FlakyGRU(GRUBackend):
 
 
 def test_cutback_equals_run_with_the_smaller_steps(tmp_path, monkeypatch):
-    monkeypatch.setitem(registry._BUILTIN, "gru_flaky", _FlakyGRU)
+    monkeypatch.setitem(registry._CLASSES, "gru_flaky", _FlakyGRU)
+    monkeypatch.setitem(registry.BUILTIN_MODULES, "gru_flaky", "gru")
     F_path = LP.random_monotonic_path(np.random.default_rng(3), 4, max_strain=0.02)
     half = 0.5 * (F_path[3] + F_path[2])
     steps = [deformation(F, t=0.5) for F in F_path[1:3]] + [deformation(F_path[3], t=0.5)]

@@ -18,10 +18,13 @@ PLUGIN = textwrap.dedent('''
     """A linear (small-strain) isotropic law: P = λ tr(ε) I + 2 μ ε, ε = sym(F) − I."""
     import torch
     from polyfe2.constitutive import Backend, Response
+    from polyfe2.schema import Field, Schema
 
 
     class LinearIsotropic(Backend):
-        default_options = {"E": 70e9, "nu": 0.3}
+        options_schema = Schema("backend_options (linlaw)", {
+            "E": Field("number", "Young's modulus", default=70e9, unit="Pa", low=0, open_low=True),
+            "nu": Field("number", "Poisson's ratio", default=0.3, low=-1, high=0.5, open_low=True, open_high=True)})
 
         def setup(self, points, device, dtype):
             return {"n": torch.zeros(len(points), device=device, dtype=dtype)}

@@ -68,9 +68,9 @@ def write_case(directory: Path, material_id: np.ndarray, phases: dict, materials
 
 
 def run_case(path: Path, **overrides):
-    from polyfe2.inputs import load_run_config
+    from polyfe2.simulation.config import load_run_config
     from polyfe2.io import read_curve, read_status
-    from polyfe2.simulation import run
+    from polyfe2.simulation.runner import run
 
     config = load_run_config(path, overrides)
     summary = run(config, progress=False, log=lambda *a: None)

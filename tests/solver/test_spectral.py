@@ -17,7 +17,7 @@ REFS = Path(__file__).resolve().parents[3] / "shared" / "refs" / "damask"
 
 
 def cubic_C(c11, c12, c44):
-    from polyfe2.constitutive.crystal import cubic_stiffness
+    from polyfe2.mechanics import cubic_stiffness
 
     return cubic_stiffness(c11, c12, c44, dtype=torch.float64).numpy()
 
@@ -141,7 +141,7 @@ def test_elastic_polycrystal_between_voigt_and_reuss(tmp_path):
     path = write_case(tmp_path, grid.material, {"Al": phase()}, [("Al", [qi]) for qi in q],
                       [deformation(np.eye(3) + eps)], backend="elastic")
     summary, curve, status = run_case(path)
-    from polyfe2.constitutive.crystal import rotate_stiffness
+    from polyfe2.mechanics import rotate_stiffness
 
     C = torch.as_tensor(cubic_C(106.75e9, 60.41e9, 28.34e9))
     R = torch.as_tensor(damask.Rotation(q).as_matrix())

@@ -20,6 +20,9 @@ from typing import Any, Mapping
 
 import torch
 
+from ..schema import Schema
+from .parameters import check_phase
+
 State = dict[str, torch.Tensor]
 
 
@@ -83,26 +86,30 @@ class Backend(abc.ABC):
     phase : mapping
         The phase entry of material.yaml (``lattice``, ``mechanical: {elastic, plastic}``).
     options : mapping
-        Backend options from the run config (``backend_options``); unknown keys must be
-        rejected with :class:`polyfe2.errors.InputError`.
+        Backend options from the run config (``backend_options``), validated against
+        :attr:`options_schema` (unknown keys, types and bounds: one-line
+        :class:`polyfe2.errors.InputError`).
+    source : str
+        The material file, for error messages.
+    base_dir : path, optional
+        Directory of the run config: relative file options start there.
+    phase_name : str
+        The phase's name in material.yaml, for error messages.
     """
 
-    #: options this backend accepts, with their defaults
-    default_options: Mapping[str, Any] = {}
+    #: the options this backend accepts (key, type, bounds, default, description)
+    options_schema: Schema = Schema("backend_options", {})
 
     def __init__(self, phase: Mapping[str, Any], options: Mapping[str, Any] | None = None,
-                 *, source: str = "material.yaml", base_dir=None):
-        from ..errors import InputError
-
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(self.default_options))
-        if unknown:
-            raise InputError(f"unknown option(s) {unknown} for backend '{self.name}'; "
-                             f"accepted: {sorted(self.default_options)}", key="backend_options")
-        self.options = {**self.default_options, **options}
+                 *, source: str = "material.yaml", base_dir=None, phase_name: str = "NAME"):
+        self.options = self.options_schema.validate(options, prefix="backend_options")
+        self.plastic = check_phase(phase, file=source, name=phase_name)
         self.phase = phase
+        self.phase_name = phase_name
         self.source = source
-        self.base_dir = base_dir  # directory of the run config: relative file options start there
+        self.base_dir = base_dir
+        el = phase["mechanical"]["elastic"]
+        self.C_11, self.C_12, self.C_44 = (float(el[c]) for c in ("C_11", "C_12", "C_44"))
 
     name: str = "?"
 

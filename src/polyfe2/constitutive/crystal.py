@@ -7,8 +7,7 @@ or (3, 3, 3, 3). Nothing here keeps state between calls.
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -36,115 +35,6 @@ FCC_SLIP_INTERACTION_TYPES = (
     (5, 3, 5, 6, 4, 7, 7, 4, 6, 2, 1, 2),
     (7, 6, 4, 6, 7, 4, 5, 5, 3, 2, 2, 1),
 )
-N_FCC_SLIP_TYPES = 7
-
-
-# ----------------------------------------------------------------------------------------------
-# parameter validation
-# ----------------------------------------------------------------------------------------------
-def _key(path: Sequence[str]) -> str:
-    return "phase/" + "/".join(path)
-
-
-def lookup(phase: Mapping[str, Any], path: Sequence[str], source: str, expected: str) -> Any:
-    """The entry at ``path`` of the phase dict; :class:`InputError` naming it if missing."""
-    node: Any = phase
-    for i, p in enumerate(path):
-        if not isinstance(node, Mapping) or p not in node:
-            raise InputError(f"missing, expected {expected}", file=source, key=_key(path[:i + 1]))
-        node = node[p]
-    return node
-
-
-def as_number(value: Any, path: Sequence[str], source: str, *, positive: bool = False,
-              nonnegative: bool = False, length1: bool = False) -> float:
-    """A real number (or a one-element list of one where ``length1``), checked."""
-    what = "a positive number" if positive else ("a non-negative number" if nonnegative else "a number")
-    v = value
-    if length1 and isinstance(v, (list, tuple)):
-        if len(v) != 1:
-            raise InputError(f"expected {what} or a list of one, got {value!r}", file=source, key=_key(path))
-        v = v[0]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-        raise InputError(f"expected {what}, got {value!r}", file=source, key=_key(path))
-    v = float(v)
-    if (positive and v <= 0.0) or (nonnegative and v < 0.0):
-        raise InputError(f"expected {what}, got {value!r}", file=source, key=_key(path))
-    return v
-
-
-def cubic_constants(phase: Mapping[str, Any], source: str) -> tuple[float, float, float]:
-    """(C_11, C_12, C_44) in Pa from ``mechanical/elastic`` (type Hooke), validated.
-
-    Raises :class:`InputError` for a missing key, a non-positive constant or a stiffness that is
-    not positive definite (cubic: C_11 > |C_12|, C_11 + 2 C_12 > 0, C_44 > 0).
-    """
-    el = lookup(phase, ("mechanical", "elastic"), source, "a mapping with type Hooke, C_11, C_12, C_44")
-    t = lookup(phase, ("mechanical", "elastic", "type"), source, "'Hooke'")
-    if t != "Hooke":
-        raise InputError(f"expected 'Hooke', got {t!r}", file=source, key=_key(("mechanical", "elastic", "type")))
-    C = []
-    for name in ("C_11", "C_12", "C_44"):
-        p = ("mechanical", "elastic", name)
-        C.append(as_number(lookup(phase, p, source, "a positive number (Pa)"), p, source,
-                           positive=(name != "C_12")))
-    c11, c12, c44 = C
-    if not (c11 > abs(c12) and c11 + 2.0 * c12 > 0.0):
-        raise InputError(f"cubic stiffness not positive definite (need C_11 > |C_12| and C_11 + 2 C_12 > 0), "
-                         f"got C_11={c11!r}, C_12={c12!r}", file=source, key=_key(("mechanical", "elastic", "C_12")))
-    return c11, c12, c44
-
-
-# ----------------------------------------------------------------------------------------------
-# tensors
-# ----------------------------------------------------------------------------------------------
-def eye3(like: torch.Tensor) -> torch.Tensor:
-    """3x3 identity on ``like``'s device and dtype."""
-    return torch.eye(3, device=like.device, dtype=like.dtype)
-
-
-def cubic_stiffness(c11: float, c12: float, c44: float, *, device=None,
-                    dtype=torch.float64) -> torch.Tensor:
-    """Cubic elastic stiffness C_ijkl (3,3,3,3) in the lattice frame.
-
-    C_ijkl = C_12 δ_ij δ_kl + C_44 (δ_ik δ_jl + δ_il δ_jk) + (C_11 - C_12 - 2 C_44) Σ_a δ_ia δ_ja δ_ka δ_la
-    (Voigt: C_11 = C_1111, C_12 = C_1122, C_44 = C_2323).
-    """
-    d = torch.eye(3, device=device, dtype=dtype)
-    C = (c12 * torch.einsum("ij,kl->ijkl", d, d)
-         + c44 * (torch.einsum("ik,jl->ijkl", d, d) + torch.einsum("il,jk->ijkl", d, d)))
-    a = torch.zeros(3, 3, 3, 3, device=device, dtype=dtype)
-    for i in range(3):
-        a[i, i, i, i] = 1.0
-    return C + (c11 - c12 - 2.0 * c44) * a
-
-
-def rotate_stiffness(C: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
-    """Lab-frame stiffness of a crystal with lab->crystal rotation ``R`` (..., 3, 3).
-
-    With E_c = R E R^T and S = R^T S_c R:  C_lab_ijkl = R_ai R_bj R_ck R_dl C_abcd.
-    """
-    # one index at a time: intermediates stay (..., 3, 3, 3, 3) (a single 5-operand einsum may
-    # build (..., 3^8) temporaries: gigabytes on a component-scale grid)
-    out = torch.einsum("...dl,abcd->...abcl", R, C)
-    out = torch.einsum("...ck,...abcl->...abkl", R, out)
-    out = torch.einsum("...bj,...abkl->...ajkl", R, out)
-    return torch.einsum("...ai,...ajkl->...ijkl", R, out)
-
-
-def average_stiffness(C: torch.Tensor, R: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Iso-strain (Voigt) average Σ_k v_k C_lab(R_k); R (N,K,3,3), v (N,K) -> (N,3,3,3,3)."""
-    return torch.einsum("nk,nkabcd->nabcd", v, rotate_stiffness(C, R))
-
-
-def green_lagrange(F: torch.Tensor) -> torch.Tensor:
-    """E = ½(FᵀF − I)."""
-    return 0.5 * (F.transpose(-1, -2) @ F - eye3(F))
-
-
-def ddot42(C: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
-    """(C : E)_ij = C_ijkl E_kl for a single C (3,3,3,3) and a batch E (..., 3, 3)."""
-    return torch.einsum("ijkl,...kl->...ij", C, E)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,7 +81,7 @@ def fcc_slip_systems(*, device=None, dtype=torch.float64) -> tuple[torch.Tensor,
 
 
 def schmid_tensors(d: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """P_α = d_α ⊗ n_α, (12, 3, 3)."""
+    """Schmid tensors m_α = d_α ⊗ n_α, (12, 3, 3)."""
     return torch.einsum("ai,aj->aij", d, n)
 
 

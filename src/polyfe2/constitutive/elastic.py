@@ -11,11 +11,9 @@ A phase with tiny constants (e.g. 1e-6 × aluminium) is the void/free-surface ma
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import torch
 
-from ..errors import InputError
+from ..mechanics import average_stiffness, cubic_stiffness, ddot42, eye3, green_lagrange
 from . import crystal
 from .base import Backend, MaterialPoints, Response, State
 from .registry import register
@@ -39,21 +37,10 @@ class ElasticBackend(Backend):
     ``R`` (N, K, 3, 3) lab->crystal rotations, ``v`` (N, K) fractions (both constant).
     """
 
-    default_options: Mapping[str, Any] = {}
-
-    def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None):
-        super().__init__(phase, options, source=source, base_dir=base_dir)
-        if not isinstance(phase, Mapping):
-            raise InputError("expected a phase mapping", file=source, key="phase")
-        lattice = crystal.lookup(phase, ("lattice",), source, "'cF' or 'cI'")
-        if lattice not in ("cF", "cI"):
-            raise InputError(f"expected a cubic lattice 'cF' or 'cI', got {lattice!r}", file=source,
-                             key="phase/lattice")
-        self.C_11, self.C_12, self.C_44 = crystal.cubic_constants(phase, source)
 
     # ------------------------------------------------------------------------------------------
     def _C(self, like: torch.Tensor) -> torch.Tensor:
-        return crystal.cubic_stiffness(self.C_11, self.C_12, self.C_44, device=like.device, dtype=like.dtype)
+        return cubic_stiffness(self.C_11, self.C_12, self.C_44, device=like.device, dtype=like.dtype)
 
     def setup(self, points: MaterialPoints, device, dtype) -> State:
         """Rotation matrices (from damask, once) and fractions."""
@@ -65,10 +52,10 @@ class ElasticBackend(Backend):
         """P = F Σ_k v_k R_kᵀ (C : (R_k E R_kᵀ)) R_k; pure, history-free."""
         R, v = state["R"], state["v"]
         ok = torch.isfinite(F).flatten(1).all(dim=1)
-        Fs = torch.where(ok[:, None, None], F, crystal.eye3(F).expand_as(F))
-        E = crystal.green_lagrange(Fs)
+        Fs = torch.where(ok[:, None, None], F, eye3(F).expand_as(F))
+        E = green_lagrange(Fs)
         E_c = R @ E[:, None] @ R.transpose(-1, -2)
-        S_c = crystal.ddot42(self._C(F), E_c)
+        S_c = ddot42(self._C(F), E_c)
         S = torch.einsum("nk,nkij->nij", v, R.transpose(-1, -2) @ S_c @ R)
         P = Fs @ S
         P = torch.where(ok[:, None, None], P, torch.zeros_like(P))
@@ -76,4 +63,4 @@ class ElasticBackend(Backend):
 
     def stiffness(self, state: State) -> torch.Tensor:
         """(N,3,3,3,3) Σ_k v_k C_lab(R_k) (dP/dF at F = I)."""
-        return crystal.average_stiffness(self._C(state["R"]), state["R"], state["v"])
+        return average_stiffness(self._C(state["R"]), state["R"], state["v"])

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
-
 import numpy as np
 import torch
 
 from ..errors import InputError
+from ..schema import Field, Schema
 from ..kernels import GRUPrecomputed
-from ..surrogate.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
-from ..surrogate.model import GRUSurrogate, voigt_to_tensor
+from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
+from ..mechanics import average_stiffness, cubic_stiffness, eye3, polar_decomposition, voigt_to_tensor
+from .gru_network import GRUSurrogate
 from . import crystal
 from .base import Backend, MaterialPoints, Response, State
 from .registry import register
@@ -44,31 +44,6 @@ _SETUP_CHUNK = 32768
 
 def shipped_model_path() -> Path:
     return Path(str(resources.files("polyfe2") / "models" / SHIPPED_MODEL))
-
-
-def polar_stretch(F: torch.Tensor, tol: float = 1e-13, max_iter: int = 40,
-                  unchecked: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``F = R U``: rotation R and right stretch U (N, 3, 3) each, for det F > 0.
-
-    Newton's iteration for the polar factor, ``R <- (R + R^-T) / 2`` from ``R = F`` (quadratic
-    convergence; a handful of batched 3x3 inverses, much cheaper than batched eigh), then
-    ``U = R^T F`` symmetrised.
-
-    Each convergence check reads a number back to the host; on a GPU that is a sync per
-    iteration. The first ``unchecked`` iterations (default 5 on CUDA, 0 elsewhere; stretches of
-    a few per cent need 4-5) therefore run without a check.
-    """
-    if unchecked is None:
-        unchecked = 5 if F.is_cuda else 0
-    R = F
-    for i in range(max_iter):
-        R_new = 0.5 * (R + torch.linalg.inv(R).transpose(-1, -2))
-        done = i >= unchecked and bool((R_new - R).abs().amax() <= tol)
-        R = R_new
-        if done:
-            break
-    U = R.transpose(-1, -2) @ F
-    return R, 0.5 * (U + U.transpose(-1, -2))
 
 
 @register("gru")
@@ -83,7 +58,7 @@ class GRUBackend(Backend):
     options : mapping, optional
         ``model`` -- model file (.pt, relative to the run config); default the shipped model;
         ``descriptors`` -- HDF5 file with a dataset ``descriptor`` (n_materials, G, 7), rows
-        ``[x, y, z, q0..q3]`` (:data:`polyfe2.surrogate.DESCRIPTOR_LAYOUT`), the sample of every
+        ``[x, y, z, q0..q3]`` (:data:`polyfe2.microstructure.descriptor.DESCRIPTOR_LAYOUT`), the sample of every
         material ID; required;
         ``kernels`` -- ``auto`` (compiled kernels when built), ``reference`` (the split step in
         torch) or ``torch`` (``nn.GRU`` from the committed state every evaluation, nothing
@@ -97,22 +72,20 @@ class GRUBackend(Backend):
     ``kernels: torch``); ``C`` (N, 3, 3, 3, 3) reference stiffness.
     """
 
-    default_options: Mapping[str, Any] = {"model": None, "descriptors": None, "kernels": "auto", "math": "fp32"}
+    options_schema = Schema("backend_options (gru)", {
+        "descriptors": Field("string", "HDF5 file with dataset 'descriptor' (n_materials, 20, 7), relative to "
+                             "the run config"),
+        "model": Field("string", "model file (.pt), relative to the run config; default: the shipped model",
+                       default=None),
+        "kernels": Field("choice", "compiled kernels when built (auto), the split step in torch (reference) "
+                         "or nn.GRU every evaluation (torch)", default="auto", choices=("auto", "reference", "torch")),
+        "math": Field("choice", "arithmetic of the CUDA kernels", default="fp32", choices=("fp32", "tf32", "bf16")),
+    })
 
-    def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None):
-        super().__init__(phase, options, source=source, base_dir=base_dir)
-        if not isinstance(phase, Mapping):
-            raise InputError("expected a phase mapping", file=source, key="phase")
-        self.C_11, self.C_12, self.C_44 = crystal.cubic_constants(phase, source)
+    def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None, phase_name="NAME"):
+        super().__init__(phase, options, source=source, base_dir=base_dir, phase_name=phase_name)
         self.bulk = (self.C_11 + 2.0 * self.C_12) / 3.0
         o = self.options
-        if o["kernels"] not in ("auto", "reference", "torch"):
-            raise InputError(f"expected auto, reference or torch, got {o['kernels']!r}", key="backend_options/kernels")
-        if o["math"] not in ("fp32", "tf32", "bf16"):
-            raise InputError(f"expected fp32, tf32 or bf16, got {o['math']!r}", key="backend_options/math")
-        if o["descriptors"] is None:
-            raise InputError("the gru backend needs a descriptor file (HDF5 dataset 'descriptor', "
-                             "n_materials x 20 x 7)", key="backend_options/descriptors")
         base = Path(base_dir) if base_dir is not None else Path(".")
         self.descriptor_file = base / str(o["descriptors"])
         self.model_file = base / str(o["model"]) if o["model"] else shipped_model_path()
@@ -163,7 +136,7 @@ class GRUBackend(Backend):
         q = d[..., 3:].to(torch.float64)
         v = torch.full(q.shape[:2], 1.0 / q.shape[1], dtype=torch.float64)
         R = crystal.orientation_matrices(q, v, device=device, dtype=dtype)
-        C = crystal.average_stiffness(crystal.cubic_stiffness(self.C_11, self.C_12, self.C_44, device=device,
+        C = average_stiffness(cubic_stiffness(self.C_11, self.C_12, self.C_44, device=device,
                                                               dtype=dtype), R, v.to(device=device, dtype=dtype))
         return self.commit({"h": h.contiguous(), "m": m.contiguous(), "C": C})
 
@@ -182,10 +155,10 @@ class GRUBackend(Backend):
     def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
         J = torch.linalg.det(F)
         ok = torch.isfinite(F).flatten(1).all(1) & (J > 0)
-        I = crystal.eye3(F)
+        I = eye3(F)
         Fs = torch.where(ok[:, None, None], F, I.expand_as(F))
         J = torch.where(ok, J, torch.ones_like(J))
-        R, U = polar_stretch(Fs)
+        R, U = polar_decomposition(Fs)
         U32 = U.to(torch.float32)
         if self._fused is None:
             s_dev, h_new = self.model.step(U32, state["m"], state["h"])

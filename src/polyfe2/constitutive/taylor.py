@@ -5,16 +5,16 @@ src/phase_mechanical_plastic_phenopowerlaw.f90; src/crystal.f90), batched in tor
 N·K constituents, float64. Per constituent (no F_i, no thermal terms):
 
 (1) F = F_e F_p,  F_p(t=0) = R = O.as_matrix() (lab->crystal), so the intermediate configuration
-    is the lattice frame: the stiffness is the plain cubic C and P_α = d_α ⊗ n_α are lattice
+    is the lattice frame: the stiffness is the plain cubic C and m_α = d_α ⊗ n_α (Schmid tensors) are lattice
     vectors (DAMASK phase_mechanical.f90, mechanical_init).
-(2) S = C : ½(F_eᵀF_e − I),  M_p = S  (Mandel stress with F_i = I),  τ_α = M_p : P_α.
-(3) γ̇_α = γ̇_0 |τ_α/ξ_α|^n sign(τ_α),  L_p = Σ_α γ̇_α P_α,
+(2) S = C : ½(F_eᵀF_e − I),  M_p = S  (Mandel stress with F_i = I),  τ_α = M_p : m_α.
+(3) γ̇_α = γ̇_0 |τ_α/ξ_α|^n sign(τ_α),  L_p = Σ_α γ̇_α m_α,
     ∂γ̇_α/∂τ_α = γ̇_0 n |τ_α/ξ_α|^(n−1) / ξ_α   (kinetics_sl, LpAndItsTangent).
 (4) ξ̇_α = h_0 (1 + h_int) sign(1 − ξ_α/ξ_∞)|1 − ξ_α/ξ_∞|^a Σ_β h_αβ |γ̇_β|,  γ̇^state_α = |γ̇_α|
     (phenopowerlaw_dotState: the saturation factor uses the hardened system α, outside the sum).
 (5) Stress, implicit in L_p (integrateStress): F_p⁻¹ = F_p0⁻¹ (I − Δt L_p), F_e = F F_p⁻¹,
     Newton on R(L_p) = L_p − L_p^c(S(F_e(L_p))) with the analytical 9×9 Jacobian
-        ∂R/∂L_p = I + Δt Σ_α ∂γ̇_α/∂τ_α  P_α ⊗ (Aᵀ F_e Q_α),   A = F F_p0⁻¹,  Q_α = C : P_α,
+        ∂R/∂L_p = I + Δt Σ_α ∂γ̇_α/∂τ_α  m_α ⊗ (Aᵀ F_e Q_α),   A = F F_p0⁻¹,  Q_α = C : m_α,
     converged when |R| < max(rtol max(|L_p|, |L_p^c|), atol); when |R| does not decrease the
     step is halved along the last Newton direction (subStepSizeLp = 0.5).
 (6) State (ξ, γ) by backward Euler with DAMASK's damped fixed-point iteration (integrateStateFPI):
@@ -27,16 +27,15 @@ crystallite substepping is not done here: the solver's cutback takes its place.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import torch
 
 from ..errors import InputError
+from ..schema import Field, Schema
+from ..mechanics import average_stiffness, cubic_stiffness, ddot42, green_lagrange
 from . import crystal
+from .parameters import N_FCC_SLIP_TYPES
 from .base import Backend, MaterialPoints, Response, State
 from .registry import register
-
-_PL = ("mechanical", "plastic")
 
 
 @register("taylor")
@@ -50,11 +49,9 @@ class TaylorBackend(Backend):
         {elastic: {type: Hooke, C_11, C_12, C_44}, plastic: {type: phenopowerlaw, N_sl: [12],
         a_sl, dot_gamma_0_sl, h_0_sl-sl, h_sl-sl (7 values), n_sl, xi_0_sl, xi_inf_sl}}``;
         optional ``h_int`` (default 0), ``atol_xi`` (Pa, default 1), ``atol_gamma`` (default
-        1e-6); ``output`` keys are ignored.
+        1e-6); validated by :data:`polyfe2.constitutive.parameters.PHENOPOWERLAW`.
     options : mapping, optional
-        ``max_newton`` (DAMASK nStress, 40), ``max_state_iter`` (nState, 20), ``rtol_Lp``
-        (rtol_Stress, 1e-6), ``atol_Lp`` (atol_Stress, 1e-8 /s), ``rtol_state`` (rtol_State,
-        1e-6), ``step_shrink_Lp`` (subStepSizeLp, 0.5).
+        See :attr:`options_schema`.
 
     State keys (committed and trial; N points, K constituents)
     ----------------------------------------------------------
@@ -64,88 +61,44 @@ class TaylorBackend(Backend):
     (N,K,3,3) lab->crystal rotation and ``v`` (N,K) fractions.
     """
 
-    default_options: Mapping[str, Any] = {
-        "max_newton": 40,
-        "max_state_iter": 20,
-        "rtol_Lp": 1e-6,
-        "atol_Lp": 1e-8,
-        "rtol_state": 1e-6,
-        "step_shrink_Lp": 0.5,
-    }
+    options_schema = Schema("backend_options (taylor)", {
+        "max_newton": Field("integer", "Newton iterations of L_p (DAMASK nStress)", default=40, low=1),
+        "max_state_iter": Field("integer", "state fixed-point iterations (DAMASK nState)", default=20, low=1),
+        "rtol_Lp": Field("number", "relative tolerance of L_p (DAMASK rtol_Stress)", default=1e-6, low=0,
+                         open_low=True),
+        "atol_Lp": Field("number", "absolute tolerance of L_p (DAMASK atol_Stress)", default=1e-8, unit="1/s",
+                         low=0, open_low=True),
+        "rtol_state": Field("number", "relative tolerance of the state (DAMASK rtol_State)", default=1e-6,
+                            low=0, open_low=True),
+        "step_shrink_Lp": Field("number", "step shrink of the L_p Newton (DAMASK subStepSizeLp)", default=0.5,
+                                low=0, high=1, open_low=True, open_high=True),
+    })
 
-    def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None):
-        super().__init__(phase, options, source=source, base_dir=base_dir)
-        self._check_options()
-        if not isinstance(phase, Mapping):
-            raise InputError("expected a phase mapping", file=source, key="phase")
-        lattice = crystal.lookup(phase, ("lattice",), source, "'cF'")
-        if lattice != "cF":
-            raise InputError(f"expected 'cF' (only fcc is implemented in taylor), got {lattice!r}",
-                             file=source, key="phase/lattice")
-        self.C_11, self.C_12, self.C_44 = crystal.cubic_constants(phase, source)
-
-        pl = crystal.lookup(phase, _PL, source, "a mapping with type phenopowerlaw")
-        t = crystal.lookup(phase, _PL + ("type",), source, "'phenopowerlaw'")
-        if t != "phenopowerlaw":
-            raise InputError(f"expected 'phenopowerlaw' (the only plasticity of taylor), got {t!r}",
-                             file=source, key="phase/mechanical/plastic/type")
-        N_sl = crystal.lookup(phase, _PL + ("N_sl",), source, "[12]")
-        if not isinstance(N_sl, (list, tuple)) or list(N_sl) != [12]:
-            raise InputError(f"expected [12] (all fcc <110>{{111}} systems), got {N_sl!r}", file=source,
-                             key="phase/mechanical/plastic/N_sl")
-        N_tw = pl.get("N_tw", [])
-        if not isinstance(N_tw, (list, tuple)) or any(x != 0 for x in N_tw):
-            raise InputError(f"twinning is not implemented; expected N_tw absent or [0], got {N_tw!r}",
-                             file=source, key="phase/mechanical/plastic/N_tw")
-
-        def num(name, **kw):
-            p = _PL + (name,)
-            expected = "a positive number" if kw.get("positive") else "a number"
-            return crystal.as_number(crystal.lookup(phase, p, source, expected), p, source, **kw)
-
-        self.dot_gamma_0 = num("dot_gamma_0_sl", positive=True, length1=True)
-        self.n = num("n_sl", positive=True, length1=True)
-        self.a = num("a_sl", positive=True, length1=True)
-        self.h_0 = num("h_0_sl-sl", nonnegative=True, length1=True)
-        self.xi_0 = num("xi_0_sl", positive=True, length1=True)
-        self.xi_inf = num("xi_inf_sl", positive=True, length1=True)
-        self.h_int = (crystal.as_number(pl["h_int"], _PL + ("h_int",), source, length1=True)
-                      if "h_int" in pl else 0.0)
-        self.atol_xi = (crystal.as_number(pl["atol_xi"], _PL + ("atol_xi",), source, nonnegative=True)
-                        if "atol_xi" in pl else 1.0)
-        self.atol_gamma = (crystal.as_number(pl["atol_gamma"], _PL + ("atol_gamma",), source,
-                                             nonnegative=True) if "atol_gamma" in pl else 1.0e-6)
-        h = crystal.lookup(phase, _PL + ("h_sl-sl",), source, f"a list of {crystal.N_FCC_SLIP_TYPES} numbers")
-        key = "phase/mechanical/plastic/h_sl-sl"
-        if not isinstance(h, (list, tuple)) or len(h) < crystal.N_FCC_SLIP_TYPES:
-            raise InputError(f"expected a list of {crystal.N_FCC_SLIP_TYPES} numbers (fcc interaction types), "
-                             f"got {h!r}", file=source, key=key)
-        self.h_sl_sl = [crystal.as_number(x, _PL + ("h_sl-sl",), source)
-                        for x in h[:crystal.N_FCC_SLIP_TYPES]]
-
-    def _check_options(self) -> None:
-        o = self.options
-        for k in ("max_newton", "max_state_iter"):
-            if isinstance(o[k], bool) or not isinstance(o[k], int) or o[k] < 1:
-                raise InputError(f"expected a positive integer, got {o[k]!r}", key=f"backend_options/{k}")
-        for k in ("rtol_Lp", "atol_Lp", "rtol_state"):
-            if not isinstance(o[k], (int, float)) or not o[k] > 0:
-                raise InputError(f"expected a positive number, got {o[k]!r}", key=f"backend_options/{k}")
-        if not isinstance(o["step_shrink_Lp"], (int, float)) or not 0 < o["step_shrink_Lp"] < 1:
-            raise InputError(f"expected a number in (0, 1), got {o['step_shrink_Lp']!r}",
-                             key="backend_options/step_shrink_Lp")
+    def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None, phase_name="NAME"):
+        super().__init__(phase, options, source=source, base_dir=base_dir, phase_name=phase_name)
+        if phase["lattice"] != "cF":
+            raise InputError(f"expected 'cF' (only fcc is implemented in taylor), got {phase['lattice']!r}",
+                             file=source, key=f"phase/{phase_name}/lattice")
+        pl = self.plastic
+        if pl is None:
+            raise InputError("expected a plastic law of type phenopowerlaw for the taylor backend", file=source,
+                             key=f"phase/{phase_name}/mechanical/plastic")
+        self.dot_gamma_0, self.n, self.a = pl["dot_gamma_0_sl"], pl["n_sl"], pl["a_sl"]
+        self.h_0, self.xi_0, self.xi_inf, self.h_int = pl["h_0_sl-sl"], pl["xi_0_sl"], pl["xi_inf_sl"], pl["h_int"]
+        self.atol_xi, self.atol_gamma = pl["atol_xi"], pl["atol_gamma"]
+        self.h_sl_sl = pl["h_sl-sl"][:N_FCC_SLIP_TYPES]
 
     # ------------------------------------------------------------------------------------------
     # constants per device/dtype (built per call; nothing cached at module level)
     # ------------------------------------------------------------------------------------------
     def _constants(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
         dev, dt = like.device, like.dtype
-        C = crystal.cubic_stiffness(self.C_11, self.C_12, self.C_44, device=dev, dtype=dt)
+        C = cubic_stiffness(self.C_11, self.C_12, self.C_44, device=dev, dtype=dt)
         d, n = crystal.fcc_slip_systems(device=dev, dtype=dt)
-        P = crystal.schmid_tensors(d, n)
-        Q = torch.einsum("aij,ijkl->akl", P, C)              # Q_α = P_α : C = C : P_α (symmetric)
+        schmid = crystal.schmid_tensors(d, n)
+        Q = torch.einsum("aij,ijkl->akl", schmid, C)         # Q_α = m_α : C = C : m_α (symmetric)
         H = crystal.fcc_interaction_matrix(self.h_sl_sl, device=dev, dtype=dt)
-        return {"C": C, "P": P, "Q": Q, "H": H, "I": torch.eye(3, device=dev, dtype=dt)}
+        return {"C": C, "schmid": schmid, "Q": Q, "H": H, "I": torch.eye(3, device=dev, dtype=dt)}
 
     # ------------------------------------------------------------------------------------------
     def setup(self, points: MaterialPoints, device, dtype) -> State:
@@ -163,7 +116,7 @@ class TaylorBackend(Backend):
     def stiffness(self, state: State) -> torch.Tensor:
         """(N,3,3,3,3) Σ_k v_k C_lab(R_k): the elastic stiffness rotated by the initial orientation."""
         R = state["R"]
-        return crystal.average_stiffness(self._constants(R)["C"], R, state["v"])
+        return average_stiffness(self._constants(R)["C"], R, state["v"])
 
     # ------------------------------------------------------------------------------------------
     # constitutive pieces, eqs. (2)-(4)
@@ -180,7 +133,7 @@ class TaylorBackend(Backend):
 
     def _dot_state(self, S: torch.Tensor, xi: torch.Tensor, c) -> torch.Tensor:
         """[ξ̇, |γ̇|] (m, 24) from the stress S (m,3,3) and hardness ξ (m,12), eq. (4)."""
-        tau = torch.einsum("mij,aij->ma", S, c["P"])
+        tau = torch.einsum("mij,aij->ma", S, c["schmid"])
         gd, _ = self._rates(tau, xi)
         agd = gd.abs()
         u = 1.0 - xi / self.xi_inf
@@ -195,7 +148,7 @@ class TaylorBackend(Backend):
         """
         o = self.options
         m = A.shape[0]
-        I, C, P, Q = c["I"], c["C"], c["P"], c["Q"]
+        I, C, schmid, Q = c["I"], c["C"], c["schmid"], c["Q"]
         Lp = Lp_guess.clone()
         Lp_old = Lp.clone()
         delta = torch.zeros_like(Lp)
@@ -210,11 +163,11 @@ class TaylorBackend(Backend):
             a = active
             Lpa, Aa = Lp[a], A[a]
             Fe = Aa @ (I - dt * Lpa)
-            E = crystal.green_lagrange(Fe)
-            S = crystal.ddot42(C, E)
-            tau = torch.einsum("mij,aij->ma", E, Q)          # = S : P_α
+            E = green_lagrange(Fe)
+            S = ddot42(C, E)
+            tau = torch.einsum("mij,aij->ma", E, Q)          # = S : m_α
             gd, dgd = self._rates(tau, xi[a])
-            Lpc = torch.einsum("ma,aij->mij", gd, P)
+            Lpc = torch.einsum("ma,aij->mij", gd, schmid)
             res = Lpa - Lpc
             rn = torch.linalg.matrix_norm(res)
             tol = torch.clamp_min(o["rtol_Lp"] * torch.maximum(torch.linalg.matrix_norm(Lpa),
@@ -251,14 +204,14 @@ class TaylorBackend(Backend):
 
     @staticmethod
     def _jacobian(A, Fe, dgd, dt, c):
-        """∂R/∂L_p = I + Δt Σ_α ∂γ̇_α/∂τ_α P_α ⊗ (Aᵀ F_e Q_α), (m, 9, 9), row-major 3x3 -> 9.
+        """∂R/∂L_p = I + Δt Σ_α ∂γ̇_α/∂τ_α m_α ⊗ (Aᵀ F_e Q_α), (m, 9, 9), row-major 3x3 -> 9.
 
         From τ_α = Q_α : E, ∂τ_α/∂F_e = F_e Q_α and ∂F_e,ab/∂L_p,kl = −Δt A_ak δ_bl
         (DAMASK: dRLp_dLp = I − dLp_dS : dS_dFe : dFe_dLp).
         """
         G9 = torch.einsum("mkb,abl->makl", A.transpose(-1, -2) @ Fe, c["Q"]).reshape(-1, 12, 9)
         I9 = torch.eye(9, device=A.device, dtype=A.dtype)
-        return I9 + dt * torch.einsum("ma,ai,maj->mij", dgd, c["P"].reshape(12, 9), G9)
+        return I9 + dt * torch.einsum("ma,ai,maj->mij", dgd, c["schmid"].reshape(12, 9), G9)
 
     @staticmethod
     def _damper(w0, w1, w2):
@@ -357,7 +310,7 @@ class TaylorBackend(Backend):
         bad_k = (~ok).reshape(N, K) & (v > 0)
         failed = ~okF | bad_k.any(dim=1)
         ok = ok & ~failed[:, None].expand(N, K).reshape(M)
-        S_pred = crystal.ddot42(c["C"], crystal.green_lagrange(A))
+        S_pred = ddot42(c["C"], green_lagrange(A))
         P_pred = A @ S_pred @ invFp0.transpose(-1, -2)
         k3 = ok[:, None, None]
         Pk = torch.where(k3, Pk, P_pred)

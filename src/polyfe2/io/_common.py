@@ -31,11 +31,3 @@ def unflatten_cells(a: np.ndarray, cells) -> np.ndarray:
     nx, ny, nz = (int(c) for c in cells)
     A = a.reshape((nz, ny, nx) + a.shape[1:])
     return A.transpose((2, 1, 0) + tuple(range(3, A.ndim)))
-
-
-def cauchy_and_mises(F: np.ndarray, P: np.ndarray):
-    """Cauchy stress (symmetrised, as DAMASK) and its von Mises equivalent."""
-    import damask
-
-    sigma = damask.mechanics.stress_Cauchy(P, F)
-    return sigma, damask.mechanics.equivalent_stress_Mises(sigma)

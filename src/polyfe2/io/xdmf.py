@@ -17,7 +17,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ._common import cauchy_and_mises, flatten_cells, to_numpy
+from ..mechanics import equivalent_stress_Mises, stress_Cauchy
+from ._common import flatten_cells, to_numpy
 
 __all__ = ["XDMFSeriesWriter", "grid_mesh"]
 
@@ -137,7 +138,8 @@ class XDMFSeriesWriter:
         for k, v in raw.items():
             cd[k] = self._flat(k, v)
         if "F" in raw and "P" in raw:
-            sigma, vm = cauchy_and_mises(raw["F"].astype(np.float64), raw["P"].astype(np.float64))
+            sigma = stress_Cauchy(raw["P"].astype(np.float64), raw["F"].astype(np.float64))
+            vm = equivalent_stress_Mises(sigma)
             cd.setdefault("sigma", self._flat("sigma", sigma))
             cd.setdefault("sigma_vM", self._flat("sigma_vM", vm))
         pd = {}

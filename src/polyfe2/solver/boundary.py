@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..schema import Field, Schema, document
 
 
 @dataclass
@@ -32,6 +33,7 @@ class LoadStep:
     t, N, r : total time, number of increments and geometric ratio of the increments.
     f_out : write results every f_out increments.
     estimate_rate : start each increment from the previous increment's rate.
+    f_restart : DAMASK's restart frequency (kept; restart points are not written yet).
     """
 
     deformation_mask: np.ndarray
@@ -45,6 +47,21 @@ class LoadStep:
     r: float = 1.0
     f_out: int = 1
     estimate_rate: bool = True
+    f_restart: int | None = None
+
+    def to_mapping(self) -> dict:
+        """The load.yaml entry of this step."""
+        mech = {"dot_F" if self.deformation_is_rate else "F": _tensor_with_x(self.deformation, self.deformation_mask)}
+        if self.stress_mask.any():
+            mech["dot_P" if self.stress_is_rate else "P"] = _tensor_with_x(self.stress, self.stress_mask)
+        out = {"boundary_conditions": {"mechanical": mech},
+               "discretization": {"t": float(self.t), "N": int(self.N), **({"r": float(self.r)} if self.r != 1 else {})},
+               "f_out": int(self.f_out)}
+        if not self.estimate_rate:
+            out["estimate_rate"] = False
+        if self.f_restart is not None:
+            out["f_restart"] = int(self.f_restart)
+        return out
 
     def increments(self) -> np.ndarray:
         """Durations of the N increments (geometric with ratio r, summing to t)."""
@@ -73,21 +90,49 @@ class LoadStep:
 
 
 def masked_compliance(C: np.ndarray, stress_mask: np.ndarray) -> np.ndarray:
-    """Compliance S (3,3,3,3) that maps a stress error on the stress-controlled components
+    """Compliance (3,3,3,3) that maps a stress error on the stress-controlled components
     to the correction of the corresponding average-F components, all other F fixed.
 
     Inverts the stress-controlled block of C in 9×9 form (DAMASK's ``utilities_maskedCompliance``).
     """
     m = stress_mask.reshape(9)
-    S = np.zeros((9, 9))
+    compliance = np.zeros((9, 9))
     if m.any():
         C99 = C.reshape(9, 9)
-        S[np.ix_(m, m)] = np.linalg.inv(C99[np.ix_(m, m)])
-    return S.reshape(3, 3, 3, 3)
+        compliance[np.ix_(m, m)] = np.linalg.inv(C99[np.ix_(m, m)])
+    return compliance.reshape(3, 3, 3, 3)
+
+
+LOADSTEP = document(Schema("load.yaml: loadstep[i]", {
+    "boundary_conditions": Field("mapping", "mechanical: {F or dot_F, P or dot_P} (below)"),
+    "discretization": Field("mapping", "t, N, r (below)"),
+    "f_out": Field("integer", "write results every f_out increments (and at the end of the step)", default=1,
+                   low=1),
+    "f_restart": Field("integer", "DAMASK's restart frequency: accepted, restart points are not written yet",
+                       default=None, low=1),
+    "estimate_rate": Field("boolean", "start each increment from the previous increment's rate", default=True),
+}))
+
+DISCRETIZATION = document(Schema("load.yaml: loadstep[i]/discretization", {
+    "t": Field("number", "duration of the load step", unit="s", low=0.0, open_low=True),
+    "N": Field("integer", "number of increments", low=1),
+    "r": Field("number", "ratio of consecutive increment durations (geometric)", default=1.0, low=0.0,
+               open_low=True),
+}))
+
+MECHANICAL_BC = document(Schema("load.yaml: loadstep[i]/boundary_conditions/mechanical", {
+    "F": Field("any", "target average deformation gradient at the end of the step: 3x3, 'x' where free",
+               default=None),
+    "dot_F": Field("any", "rate of the average deformation gradient: 3x3 (1/s), 'x' where free", default=None),
+    "P": Field("any", "target average 1st Piola-Kirchhoff stress: 3x3 (Pa), 'x' where deformation-controlled",
+               default=None),
+    "dot_P": Field("any", "rate of the average stress: 3x3 (Pa/s), 'x' where deformation-controlled",
+                   default=None),
+}))
 
 
 def parse_tensor_with_mask(value, *, file, key) -> tuple[np.ndarray, np.ndarray]:
-    """A 3×3 list whose entries are numbers or ``x`` → (values with 0 at x, mask of numbers)."""
+    """A 3×3 list whose entries are finite numbers or ``x`` → (values with 0 at x, mask of numbers)."""
     rows = value
     if not (isinstance(rows, (list, tuple)) and len(rows) == 3
             and all(isinstance(r, (list, tuple)) and len(r) == 3 for r in rows)):
@@ -98,37 +143,46 @@ def parse_tensor_with_mask(value, *, file, key) -> tuple[np.ndarray, np.ndarray]
         for j, v in enumerate(row):
             if isinstance(v, str) and v.strip().lower() == "x":
                 continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise InputError(f"entry [{i}][{j}] is {v!r}; expected a number or 'x'", file=file, key=key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+                raise InputError(f"entry [{i}][{j}] is {v!r}; expected a finite number or 'x'", file=file, key=key)
             values[i, j] = float(v)
             mask[i, j] = True
     return values, mask
 
 
 def make_load_step(entry: dict, *, file, index: int) -> LoadStep:
-    """Validate one ``loadstep`` entry of load.yaml and build a :class:`LoadStep`."""
+    """Validate one ``loadstep`` entry of load.yaml and build a :class:`LoadStep`.
+
+    As in DAMASK, a step without ``P``/``dot_P`` is fully deformation-controlled, and one
+    without ``F``/``dot_F`` fully stress-controlled (not allowed: the rotation would be free).
+    """
     where = f"loadstep[{index}]"
-    if not isinstance(entry, dict):
-        raise InputError(f"expected a mapping, got {type(entry).__name__}", file=file, key=where)
-    known = {"boundary_conditions", "discretization", "f_out", "f_restart", "estimate_rate"}
-    unknown = sorted(set(entry) - known)
-    if unknown:
-        raise InputError(f"unknown key(s) {unknown}; expected some of {sorted(known)}", file=file, key=where)
-    bc = entry.get("boundary_conditions", {})
-    mech = bc.get("mechanical") if isinstance(bc, dict) else None
-    if not isinstance(mech, dict):
-        raise InputError("missing 'mechanical' boundary conditions", file=file, key=f"{where}/boundary_conditions")
-    unknown = sorted(set(mech) - {"F", "dot_F", "P", "dot_P"})
-    if unknown:
-        raise InputError(f"unsupported mechanical boundary condition(s) {unknown}; expected one of F/dot_F "
-                         f"and one of P/dot_P", file=file, key=f"{where}/boundary_conditions/mechanical")
+    step = LOADSTEP.validate(entry, file=file, prefix=where)
     kmech = f"{where}/boundary_conditions/mechanical"
+    bc = step["boundary_conditions"]
+    if set(bc) - {"mechanical"}:
+        raise InputError(f"unsupported boundary condition(s) {sorted(set(bc) - {'mechanical'})}; polyfe2 solves "
+                         "mechanics only (expected 'mechanical')", file=file, key=f"{where}/boundary_conditions")
+    if "mechanical" not in bc:
+        raise InputError("missing 'mechanical' boundary conditions", file=file, key=f"{where}/boundary_conditions")
+    if isinstance(bc["mechanical"], dict) and "R" in bc["mechanical"]:
+        raise InputError("a rotated load frame ('R') is not implemented; expected F/dot_F and P/dot_P in the "
+                         "lab frame", file=file, key=f"{kmech}/R")
+    mech = {k: v for k, v in MECHANICAL_BC.validate(bc["mechanical"], file=file, prefix=kmech).items()
+            if v is not None}
     def_keys = [k for k in ("F", "dot_F") if k in mech]
     str_keys = [k for k in ("P", "dot_P") if k in mech]
-    if len(def_keys) != 1 or len(str_keys) != 1:
-        raise InputError("expected exactly one of F/dot_F and exactly one of P/dot_P", file=file, key=kmech)
+    if len(def_keys) != 1 or len(str_keys) > 1:
+        raise InputError("expected exactly one of F/dot_F and at most one of P/dot_P", file=file, key=kmech)
     dval, dmask = parse_tensor_with_mask(mech[def_keys[0]], file=file, key=f"{kmech}/{def_keys[0]}")
-    sval, smask = parse_tensor_with_mask(mech[str_keys[0]], file=file, key=f"{kmech}/{str_keys[0]}")
+    if str_keys:
+        sval, smask = parse_tensor_with_mask(mech[str_keys[0]], file=file, key=f"{kmech}/{str_keys[0]}")
+        stress_is_rate = str_keys[0] == "dot_P"
+    else:   # DAMASK: no stress given means every component is deformation-controlled
+        sval, smask, stress_is_rate = np.zeros((3, 3)), np.zeros((3, 3), dtype=bool), False
+        if not dmask.all():
+            raise InputError(f"without P or dot_P every component of {def_keys[0]} must be a number", file=file,
+                             key=f"{kmech}/{def_keys[0]}")
     if np.any(dmask == smask):
         i, j = np.argwhere(dmask == smask)[0]
         raise InputError(f"component [{i}][{j}] must be given in exactly one of {def_keys[0]} and "
@@ -138,25 +192,34 @@ def make_load_step(entry: dict, *, file, index: int) -> LoadStep:
         i, j = np.argwhere(offdiag_pairs)[0]
         raise InputError(f"stress prescribed on both [{i}][{j}] and [{j}][{i}] leaves the rotation free; "
                          f"prescribe deformation on one of them", file=file, key=kmech)
-    disc = entry.get("discretization")
-    if not isinstance(disc, dict) or "t" not in disc or "N" not in disc:
-        raise InputError("expected 'discretization: {t: <time>, N: <increments>}'", file=file, key=where)
-    unknown = sorted(set(disc) - {"t", "N", "r"})
-    if unknown:
-        raise InputError(f"unknown key(s) {unknown}; expected t, N, r", file=file, key=f"{where}/discretization")
-    t, N, r = disc["t"], disc["N"], disc.get("r", 1.0)
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or t <= 0:
-        raise InputError(f"expected a positive time, got {t!r}", file=file, key=f"{where}/discretization/t")
-    if not isinstance(N, int) or isinstance(N, bool) or N < 1:
-        raise InputError(f"expected a positive integer, got {N!r}", file=file, key=f"{where}/discretization/N")
-    if not isinstance(r, (int, float)) or r <= 0:
-        raise InputError(f"expected a positive ratio, got {r!r}", file=file, key=f"{where}/discretization/r")
-    f_out = entry.get("f_out", 1)
-    if not isinstance(f_out, int) or isinstance(f_out, bool) or f_out < 1:
-        raise InputError(f"expected a positive integer, got {f_out!r}", file=file, key=f"{where}/f_out")
-    estimate_rate = entry.get("estimate_rate", True)
-    if not isinstance(estimate_rate, bool):
-        raise InputError(f"expected true or false, got {estimate_rate!r}", file=file, key=f"{where}/estimate_rate")
+    if def_keys[0] == "F" and dmask.all() and np.linalg.det(dval) <= 0:
+        raise InputError(f"det F = {np.linalg.det(dval):.6g}; expected a deformation gradient with det F > 0",
+                         file=file, key=f"{kmech}/F")
+    disc = DISCRETIZATION.validate(step["discretization"], file=file, prefix=f"{where}/discretization")
     return LoadStep(deformation_mask=dmask, deformation=dval, deformation_is_rate=def_keys[0] == "dot_F",
-                    stress_mask=smask, stress=sval, stress_is_rate=str_keys[0] == "dot_P",
-                    t=float(t), N=N, r=float(r), f_out=f_out, estimate_rate=estimate_rate)
+                    stress_mask=smask, stress=sval, stress_is_rate=stress_is_rate,
+                    t=disc["t"], N=disc["N"], r=disc["r"], f_out=step["f_out"], estimate_rate=step["estimate_rate"],
+                    f_restart=step["f_restart"])
+
+
+def check_load_path(steps: list[LoadStep], *, file) -> None:
+    """det F > 0 along the prescribed average deformation.
+
+    The average F at the end of every step is known where the step and those before it prescribe
+    every component by deformation; there it must have a positive determinant (a NaN, an
+    infinity or det F <= 0 would only show later as an increment that does not converge).
+    """
+    F = np.eye(3)
+    known = True
+    for i, s in enumerate(steps):
+        known = s.deformation_mask.all() and (known or not s.deformation_is_rate)
+        if not known:
+            continue
+        F = F + s.deformation * s.t if s.deformation_is_rate else s.deformation
+        if not np.isfinite(F).all() or np.linalg.det(F) <= 0:
+            raise InputError(f"the average F at the end of this step has det F = {np.linalg.det(F):.6g}; "
+                             "expected det F > 0", file=file, key=f"loadstep[{i}]")
+
+
+def _tensor_with_x(values: np.ndarray, mask: np.ndarray) -> list:
+    return [[float(values[i, j]) if mask[i, j] else "x" for j in range(3)] for i in range(3)]

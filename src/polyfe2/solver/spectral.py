@@ -4,9 +4,9 @@ The unknown is the deformation-gradient field F. The residual (DAMASK ``spectral
 
     r(F) = Γ⁰ * P(F)            for every frequency k ≠ 0,
     r̄(F) = F̄ − F̄_aim           on the deformation-controlled components of the average,
-    r̄(F) = S : (P̄ − P̄_aim)      on the stress-controlled components,
+    r̄(F) = 𝕊 : (P̄ − P̄_aim)      on the stress-controlled components,
 
-with S the masked compliance of the *elastic* stiffness: taking it from the elastic rather
+with 𝕊 (``compliance``) the masked compliance of the *elastic* stiffness: taking it from the elastic rather
 than the current tangent keeps the stress-BC correction stable on elastic unloading after
 plastic loading (where a compliance from the plastic tangent overshoots by about ten times).
 The plain fixed-point iteration F ← F − r(F) is the basic scheme; N-GMRES accelerates it.
@@ -17,10 +17,9 @@ out cross to PETSc per evaluation.
 """
 from __future__ import annotations
 
-import shlex
 import time
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,60 +27,11 @@ import torch
 from ..errors import InputError
 from .green import GreenOperator
 from .grid import Grid
+from .options import SolverOptions, parse_petsc_options
 
-#: measured with benchmarks/bench_solver.py (32³ elastic with a void, 32³ taylor, the demo plate):
-#: m = 8 with approxfunc (one residual evaluation per iteration) needs 0.6-0.7× the evaluations
-#: of PETSc's default N-GMRES (m = 30, two per iteration) and 0.33-0.5× those of the fixed point
-DEFAULT_PETSC_OPTIONS = "-snes_type ngmres -snes_ngmres_m 8 -snes_ngmres_approxfunc"
-
-
-@dataclass
-class SolverOptions:
-    """Numerical parameters (DAMASK's defaults where DAMASK has them)."""
-
-    eps_div_rel: float = 5e-4
-    eps_div_abs: float = 1e-4
-    eps_stress_rel: float = 1e-3
-    eps_stress_abs: float = 1e3
-    N_iter_min: int = 1
-    N_iter_max: int = 100
-    N_cutback_max: int = 3
-    petsc_options: str = DEFAULT_PETSC_OPTIONS
-    reference: str = "minmax"  # reference medium: 'minmax' (DAMASK) | 'max' | 'mean'
-    derivative: str = "rotated"  # Fourier derivative: 'rotated' (Willot) | 'continuous' (DAMASK's default)
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None, *, file=None) -> "SolverOptions":
-        data = dict(data or {})
-        names = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise InputError(f"unknown solver option(s) {unknown}; expected some of {sorted(names)}",
-                             file=file, key="solver")
-        out = cls()
-        for k, v in data.items():
-            default = getattr(out, k)
-            key = f"solver/{k}"
-            if k == "petsc_options":
-                if isinstance(v, dict):  # {snes_type: ngmres, snes_ngmres_m: 8}
-                    v = " ".join(f"-{o.lstrip('-')} {'' if w is None else w}".strip() for o, w in v.items())
-                if not isinstance(v, str):
-                    raise InputError(f"expected a string of PETSc options, got {v!r}", file=file, key=key)
-            elif k == "reference":
-                if v not in ("minmax", "max", "mean"):
-                    raise InputError(f"expected minmax, max or mean, got {v!r}", file=file, key=key)
-            elif k == "derivative":
-                if v not in ("continuous", "rotated"):
-                    raise InputError(f"expected continuous or rotated, got {v!r}", file=file, key=key)
-            elif isinstance(default, int):
-                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                    raise InputError(f"expected a non-negative integer, got {v!r}", file=file, key=key)
-            else:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                    raise InputError(f"expected a positive number, got {v!r}", file=file, key=key)
-                v = float(v)
-            setattr(out, k, v)
-        return out
+def _petsc_message(error) -> str:
+    """PETSc's error code as text (petsc4py's Error carries the code only)."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else f"error code {getattr(error, 'ierr', '?')}"
 
 
 def reference_stiffness(C: torch.Tensor, how: str) -> torch.Tensor:
@@ -164,26 +114,29 @@ class SpectralSolver:
         PETSc = self.PETSc
         opts = PETSc.Options()
         prefix = "polyfe2_"
-        args = shlex.split(option_string)
-        i = 0
-        while i < len(args):
-            if not args[i].startswith("-"):
-                raise InputError(f"expected a PETSc option starting with '-', got {args[i]!r}",
-                                 key="solver/petsc_options")
-            name = args[i].lstrip("-")
-            value = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("-") else None
-            opts[prefix + name] = value if value is not None else ""
-            i += 2 if value is not None else 1
-        snes = PETSc.SNES().create(comm=self.da.getComm())
-        snes.setOptionsPrefix(prefix)
-        snes.setType("ngmres")
-        snes.setFunction(self._form_residual, self.r)
-        snes.setConvergenceTest(self._converged)
-        snes.setTolerances(max_it=self.options.N_iter_max)
-        snes.setMaxFunctionEvaluations(-1)  # our convergence test bounds the iterations
-        snes.setFromOptions()
-        for name in set(opts.getAll()) & {prefix + a.lstrip("-") for a in args if a.startswith("-")}:
-            opts.delValue(name)  # the database is global: keep one run's options from the next
+        pairs = parse_petsc_options(option_string)
+        for name, value in pairs:
+            opts[prefix + name] = "" if value is None else value
+        names = [prefix + name for name, _ in pairs]
+        try:
+            snes = PETSc.SNES().create(comm=self.da.getComm())
+            snes.setOptionsPrefix(prefix)
+            snes.setType("ngmres")
+            snes.setFunction(self._form_residual, self.r)
+            snes.setConvergenceTest(self._converged)
+            snes.setTolerances(max_it=self.options.N_iter_max)
+            snes.setMaxFunctionEvaluations(-1)  # our convergence test bounds the iterations
+            snes.setFromOptions()
+        except PETSc.Error as e:
+            raise InputError(f"PETSc rejected the options '{option_string}' ({_petsc_message(e)})",
+                             key="solver/petsc_options") from None
+        finally:
+            unused = [n for n in names if not opts.used(n)]
+            for name in set(opts.getAll()) & set(names):
+                opts.delValue(name)  # the database is global: keep one run's options from the next
+        if unused:
+            raise InputError(f"PETSc did not use the option(s) {['-' + n[len(prefix):] for n in unused]} "
+                             f"(misspelt, or not meant for SNES type {snes.getType()})", key="solver/petsc_options")
         return snes
 
     def field(self, vec, readonly: bool = False) -> np.ndarray:
@@ -212,7 +165,7 @@ class SpectralSolver:
         P_av = (P_hat[0, 0, 0].real / self.grid.N).cpu().numpy()
         F_av = F.mean(dim=(0, 1, 2)).cpu().numpy()
         dP = np.where(inc["stress_mask"], P_av - inc["P_aim"], 0.0)
-        r_avg = np.where(inc["stress_mask"], np.einsum("ijkl,kl->ij", inc["S"], dP), F_av - inc["F_aim"])
+        r_avg = np.where(inc["stress_mask"], np.einsum("ijkl,kl->ij", inc["compliance"], dP), F_av - inc["F_aim"])
         r = self.green.convolve(P_hat)
         r += torch.as_tensor(r_avg, device=r.device, dtype=r.dtype)
         ev = Evaluation(None, P, trial, failed, err_div, float(np.abs(dP).max()), P_av, F_av)
@@ -254,7 +207,7 @@ class SpectralSolver:
 
     # --- one increment ------------------------------------------------------------------------
     def solve(self, F_guess: torch.Tensor, F_0: torch.Tensor, state, dt: float, F_aim: np.ndarray,
-              P_aim: np.ndarray, stress_mask: np.ndarray, S: np.ndarray, monitor=None) -> IncrementResult:
+              P_aim: np.ndarray, stress_mask: np.ndarray, compliance: np.ndarray, monitor=None) -> IncrementResult:
         """Equilibrate the increment starting from ``F_guess`` (Nx,Ny,Nz,3,3).
 
         ``F_0`` is the committed field (start of the increment), ``state`` the committed
@@ -262,7 +215,7 @@ class SpectralSolver:
         """
         t0 = time.perf_counter()
         self._inc = dict(F_0=F_0.reshape(-1, 3, 3), dt=dt, state=state, F_aim=F_aim, P_aim=P_aim,
-                         stress_mask=stress_mask, S=S)
+                         stress_mask=stress_mask, compliance=compliance)
         self._cache: list[Evaluation] = []
         self._failed_points = 0
         self._accepted = None

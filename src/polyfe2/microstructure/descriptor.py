@@ -24,6 +24,8 @@ from typing import Sequence, Tuple
 import damask
 import numpy as np
 
+from .textures import TEXTURE_COMPONENTS
+
 __all__ = [
     "N_GRAINS",
     "DESCRIPTOR_LAYOUT",
@@ -45,13 +47,6 @@ DESCRIPTOR_LAYOUT = "seed_xyz[3]+quat_cF_FZ[4] (x,y,z,q0,q1,q2,q3; scalar first,
 #: Number of columns of one descriptor row.
 DESCRIPTOR_WIDTH = 7
 
-#: Ideal texture components, Bunge Euler angles (phi1, Phi, phi2) in degrees.
-TEXTURE_COMPONENTS = {
-    "cube": (0.0, 0.0, 0.0),
-    "goss": (0.0, 45.0, 0.0),
-    "brass": (35.26, 45.0, 0.0),
-    "copper": (90.0, 35.26, 45.0),
-}
 
 
 def _rng(rng) -> np.random.Generator:
@@ -227,3 +222,10 @@ def voronoi_grid(descriptor, cells: Sequence[int] = (32, 32, 32)) -> Tuple[np.nd
     grid = damask.GeomGrid.from_Voronoi_tessellation(np.asarray(cells, dtype=int),
                                                      np.ones(3), d[:, :3], periodic=True)
     return np.asarray(grid.material), d[:, 3:].copy()
+
+
+def grain_fractions(descriptor: np.ndarray, cells: int = 16) -> np.ndarray:
+    """Volume fraction of every grain of the VE's periodic Voronoi tessellation on a ``cells``^3 grid."""
+    material, _ = voronoi_grid(descriptor, (cells,) * 3)
+    counts = np.bincount(material.ravel(), minlength=descriptor.shape[0]).astype(float)
+    return counts / counts.sum()

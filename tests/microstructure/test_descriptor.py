@@ -2,7 +2,7 @@ import damask
 import numpy as np
 import pytest
 
-from polyfe2.surrogate import descriptor as D
+from polyfe2.microstructure import descriptor as D
 
 
 def _in_fz(q):

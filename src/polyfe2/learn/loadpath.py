@@ -33,90 +33,20 @@ from __future__ import annotations
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
+from ..mechanics import expm_sym
+from .spec import IDEALISED_KINDS
+
 __all__ = [
     "random_direction",
     "random_monotonic_path",
     "idealised_path",
-    "isochoric",
-    "expm_sym",
-    "logm_spd",
-    "log_strain",
     "IDEALISED_KINDS",
 ]
 
-IDEALISED_KINDS = ("uniaxial_tension", "plane_strain", "pure_shear")
 
 
 def _rng(rng) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
-def expm_sym(A: np.ndarray) -> np.ndarray:
-    """Matrix exponential of symmetric matrices by eigendecomposition.
-
-    Parameters
-    ----------
-    A : numpy.ndarray, shape (..., 3, 3)
-        Symmetric matrices.
-
-    Returns
-    -------
-    numpy.ndarray, shape (..., 3, 3)
-        ``expm(A)`` (symmetric positive definite).
-    """
-    w, Q = np.linalg.eigh(A)
-    return np.einsum("...ik,...k,...jk->...ij", Q, np.exp(w), Q)
-
-
-def logm_spd(S: np.ndarray) -> np.ndarray:
-    """Matrix logarithm of symmetric positive-definite matrices.
-
-    Parameters
-    ----------
-    S : numpy.ndarray, shape (..., 3, 3)
-
-    Returns
-    -------
-    numpy.ndarray, shape (..., 3, 3)
-    """
-    w, Q = np.linalg.eigh(S)
-    return np.einsum("...ik,...k,...jk->...ij", Q, np.log(w), Q)
-
-
-def log_strain(F: np.ndarray) -> np.ndarray:
-    """Hencky strain ``ln U = 1/2 ln(F^T F)`` (material frame).
-
-    Parameters
-    ----------
-    F : numpy.ndarray, shape (..., 3, 3)
-
-    Returns
-    -------
-    numpy.ndarray, shape (..., 3, 3)
-    """
-    F = np.asarray(F, dtype=float)
-    return 0.5 * logm_spd(np.swapaxes(F, -1, -2) @ F)
-
-
-def isochoric(F):
-    """Isochoric part ``J^{-1/3} F`` with ``J = det F``.
-
-    Parameters
-    ----------
-    F : numpy.ndarray or torch.Tensor, shape (..., 3, 3)
-        Deformation gradients (``det F > 0``).
-
-    Returns
-    -------
-    Same type as ``F``, shape (..., 3, 3), with unit determinant.
-    """
-    import torch
-
-    if isinstance(F, torch.Tensor):
-        return F * torch.linalg.det(F).pow(-1.0 / 3.0)[..., None, None]
-    F = np.asarray(F, dtype=float)
-    J = np.linalg.det(F)
-    return F * (J ** (-1.0 / 3.0))[..., None, None]
 
 
 def random_direction(rng) -> np.ndarray:

@@ -41,33 +41,19 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
-from .descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
-from .loadpath import isochoric
+from ..kernels import FusedGRU
+from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
+from ..mechanics import STRESS_ORDER, isochoric
 
 __all__ = [
     "GRUSurrogate",
     "STRESS_ORDER",
-    "VOIGT_PAIRS",
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
-    "voigt_to_tensor",
 ]
 
-#: Component order of the 6-vector of deviatoric Cauchy stress (Voigt order).
-STRESS_ORDER = ("11", "22", "33", "23", "13", "12")
-#: tensor indices (i, j) of the components of :data:`STRESS_ORDER`
-VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 CHECKPOINT_FORMAT = "polyfe2.gru_surrogate"
 CHECKPOINT_VERSION = 1
-
-
-def voigt_to_tensor(s: Tensor) -> Tensor:
-    """Symmetric (..., 3, 3) tensor from a (..., 6) vector in :data:`STRESS_ORDER`."""
-    out = s.new_zeros(s.shape[:-1] + (3, 3))
-    for k, (i, j) in enumerate(VOIGT_PAIRS):
-        out[..., i, j] = s[..., k]
-        out[..., j, i] = s[..., k]
-    return out
 
 
 class _PooledMLP(nn.Module):
@@ -249,7 +235,6 @@ class GRUSurrogate(nn.Module):
         Its ``step(f, h, pre)`` takes ``f = self.scale_F(F)`` and returns the *scaled* output;
         apply :meth:`unscale_stress`. ``pre = fused.precompute(h, m)``.
         """
-        from ..kernels import FusedGRU
         return FusedGRU(self.gru, self.input_layer, self.output_layer, n_f=9, **kwargs)
 
     # ------------------------------------------------------------------ checkpoints

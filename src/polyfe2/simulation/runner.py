@@ -3,52 +3,44 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .constitutive import MaterialPoints, registry
-from .constitutive.dispatch import MaterialModel, PhaseGroup
-from .devices import resolve_device
-from .errors import InputError, SolverError
-from .inputs import RunConfig
-from .solver.boundary import masked_compliance
-from .solver.spectral import SolverOptions, SpectralSolver
+from ..constitutive import registry
+from ..constitutive.base import MaterialPoints
+from ..constitutive.dispatch import MaterialModel, PhaseGroup
+from ..devices import resolve_device
+from ..errors import InputError, SolverError
+from ..solver.boundary import masked_compliance
+from ..solver.spectral import SpectralSolver
+from .config import RunConfig
+from .outputs import RunOutputs
 
 
 def build_material_model(config: RunConfig, device: torch.device, dtype=torch.float64) -> MaterialModel:
     """Group the cells by phase and give every group its backend and per-cell points."""
-    mats = config.material.materials
+    mat = config.material
     ids = torch.as_tensor(config.geometry.material.reshape(-1), device=device)
-    phase_of_material = np.array([m.phase for m in mats])
+    O = torch.as_tensor(mat.O, device=device, dtype=dtype)
+    v = torch.as_tensor(mat.v, device=device, dtype=dtype)
     groups = []
-    for phase, pdata in config.material.phases.items():
-        in_phase = np.flatnonzero(phase_of_material == phase)
-        if in_phase.size == 0:
-            continue
-        K = max(len(mats[i].constituents) for i in in_phase)
-        O = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (len(mats), K, 1))
-        v = np.zeros((len(mats), K))
-        for i in in_phase:
-            for k, c in enumerate(mats[i].constituents):
-                O[i, k], v[i, k] = c.O, c.v
-        mask = torch.isin(ids, torch.as_tensor(in_phase, device=device))
-        index = torch.nonzero(mask).squeeze(1)
+    for phase, pdata in mat.phases.items():
+        in_phase = np.flatnonzero(mat.phase == phase)
+        index = torch.nonzero(torch.isin(ids, torch.as_tensor(in_phase, device=device))).squeeze(1)
         if index.numel() == 0:
             continue
         cell_ids = ids[index]
-        has_plasticity = (pdata["mechanical"].get("plastic") or {}).get("type", "none") != "none"
-        name = config.backends.get(phase) or (config.backend if has_plasticity else "elastic")
+        name = config.backend_of(phase)
         options = config.backend_options if name == config.backend else {}
         try:
-            backend = registry.get(name)(pdata, options, source=str(config.material.path),
-                                         base_dir=config.path.parent)
+            backend = registry.get(name)(pdata, options, source=str(mat.path or "material"),
+                                         base_dir=config.base_dir, phase_name=phase)
         except InputError as e:  # backend options come from the run config
             raise (InputError(e.message, file=config.path, key=e.key) if e.file is None else e) from None
         extra = {k: t.to(device) for k, t in backend.point_data(cell_ids.cpu().numpy()).items()}
-        points = MaterialPoints(torch.as_tensor(O, device=device, dtype=dtype)[cell_ids],
-                                torch.as_tensor(v, device=device, dtype=dtype)[cell_ids], cell_ids, extra)
+        K = int(mat.n_constituents()[in_phase].max())
+        points = MaterialPoints(O[cell_ids, :K], v[cell_ids, :K], cell_ids, extra)
         groups.append(PhaseGroup(phase, backend, index, points))
     return MaterialModel(groups, int(ids.numel()))
 
@@ -71,17 +63,18 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print) ->
     Raises :class:`~polyfe2.errors.SolverError` (after writing all converged increments) when
     an increment does not converge within ``N_cutback_max`` halvings of its time step.
     """
-    from .outputs import RunOutputs
-
     t_start = time.perf_counter()
     device = resolve_device(config.device, file=config.path)
     dtype = torch.float64
     grid = config.geometry.grid
-    options = SolverOptions.from_mapping(config.solver, file=config.path)
+    options = config.solver
     model = build_material_model(config, device, dtype)
     state = model.setup(device, dtype)
     C = model.stiffness(state)
-    solver = SpectralSolver(grid, model, C, options)
+    try:
+        solver = SpectralSolver(grid, model, C, options)
+    except InputError as e:   # PETSc options come from the run config
+        raise (InputError(e.message, file=config.path, key=e.key) if e.file is None else e) from None
     C_avg = C.mean(dim=0).cpu().numpy()
     log(f"polyfe2: grid {grid.cells}, {grid.N} cells, device {device}, backends "
         + ", ".join(f"{g.name}:{g.backend.describe()}" for g in model.groups)
@@ -104,7 +97,7 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print) ->
     try:
         for s, step in enumerate(config.load.steps):
             F_start, P_start = F_aim.copy(), P_av.copy()
-            S = masked_compliance(C_avg, step.stress_mask)
+            compliance = masked_compliance(C_avg, step.stress_mask)
             t_step = 0.0
             for n, dt_nominal in enumerate(step.increments()):
                 remaining, level = dt_nominal, 0
@@ -123,7 +116,7 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print) ->
                         bar.set_postfix_str(f"step {s + 1} inc {n + 1} it {it} div/tol {div:.2g} "
                                             f"bc/tol {bc:.2g} cutbacks {summary.cutbacks}", refresh=False)
 
-                    res = solver.solve(F_guess, F, state, dt, F_aim_new, P_aim, step.stress_mask, S, monitor)
+                    res = solver.solve(F_guess, F, state, dt, F_aim_new, P_aim, step.stress_mask, compliance, monitor)
                     summary.iterations += res.iterations
                     summary.evaluations += res.evaluations
                     outputs.status_row(inc + 1, t + dt, dt, level, res)

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
-from .io import CurveWriter, DADF5Writer, StatusWriter, XDMFSeriesWriter, plot_slice, plot_stress_strain
+from ..errors import InputError
+from ..io import CurveWriter, DADF5Writer, StatusWriter, XDMFSeriesWriter, plot_slice, plot_stress_strain
+from ..mechanics import stress_Cauchy
 
 
 class RunOutputs:
@@ -15,26 +18,35 @@ class RunOutputs:
 
     def __init__(self, config, grid):
         self.directory = Path(config.output_dir)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create the results directory {self.directory}: {e.strerror}",
+                             file=config.path, key="output/directory") from None
         name = config.name
         self.grid = grid
         self.cells = grid.cells
-        mats = config.material.materials
-        K = max(len(m.constituents) for m in mats)
-        self.K = K
+        mat = config.material
+        Ks = mat.n_constituents()
+        self.K = K = int(Ks.max())
         self.material_id = config.geometry.material
-        materials = [dict(homogenization=m.homogenization, phases=[m.phase] * len(m.constituents)) for m in mats]
-        if any(len(m.constituents) != K for m in mats):
-            raise ValueError("all materials must have the same number of constituents for the DADF5 layout")
-        setup = {config.material.path.name: config.material.text, config.load.path.name: config.load.text,
-                 config.path.name: config.path.read_text()}
+        if (Ks != K).any():
+            raise InputError(f"materials with {sorted(set(Ks.tolist()))} constituents; the DADF5 layout needs one "
+                             "number of constituents for all", file=mat.path or "material", key="homogenization")
+        materials = [dict(homogenization=str(h), phases=[str(p)] * K) for h, p in zip(mat.homogenization, mat.phase)]
+        def text(path, content):   # the file as the user wrote it, else as polyfe2 would write it
+            return Path(path).read_text() if path is not None else yaml.safe_dump(content(), sort_keys=False)
+
+        setup = {Path(mat.path or "material.yaml").name: text(mat.path, mat.to_mapping),
+                 Path(config.load.path or "load.yaml").name: text(config.load.path, config.load.to_mapping),
+                 Path(config.path or f"{name}.yaml").name: text(config.path, config.to_mapping)}
         lattice = {ph: p.get("lattice", "cF") for ph, p in config.material.phases.items()}
         self.files = {"results (DADF5)": self.directory / f"{name}.hdf5"}
         self.dadf5 = DADF5Writer(self.files["results (DADF5)"], grid.cells, grid.size, grid.origin,
                                  material_id=self.material_id, materials=materials, setup_files=setup,
                                  phase_lattice=lattice)
         self.xdmf = None
-        if config.xdmf:
+        if config.output.xdmf:
             self.files["ParaView (XDMF)"] = self.directory / f"{name}.xdmf"
             self.xdmf = XDMFSeriesWriter(self.files["ParaView (XDMF)"], grid.cells, grid.size, grid.origin,
                                          material_id=self.material_id)
@@ -43,7 +55,7 @@ class RunOutputs:
         self.files["status (text)"] = self.directory / f"{name}_status.txt"
         self.curve = CurveWriter(self.files["curve (CSV)"])
         self.status = StatusWriter(self.files["status (CSV)"], self.files["status (text)"])
-        self.plots = config.plots
+        self.plots = config.output.plots
         self._groups_index = None
         self._last = None
 
@@ -91,9 +103,7 @@ class RunOutputs:
             png = self.files["stress-strain (PNG)"] = self.directory / f"{self.files['curve (CSV)'].stem}.png"
             plot_stress_strain(self.files["curve (CSV)"], png)
             Fn, Pn = self._last
-            from .io._common import cauchy_and_mises
-
-            sigma, _ = cauchy_and_mises(Fn, Pn)
+            sigma = stress_Cauchy(Pn, Fn)
             png = self.files["sigma_xx slice (PNG)"] = self.directory / "sigma_xx_slice.png"
             plot_slice(sigma[..., 0, 0] / 1e6, png, axis="z", title="Cauchy stress σ_xx, last increment",
                        cbar_label="σ_xx / MPa", size=self.grid.size, origin=self.grid.origin)

@@ -16,9 +16,9 @@ Either way the average Cauchy stress of the VE is ``P_av F_av^T / det F_av`` (ex
 periodic cell) and its deviator is stored in Voigt order 11, 22, 33, 23, 13, 12 (Pa).
 
 HDF5 layout (``polyfe2 datagen gru``)
-    ``descriptor`` (S, G, 7), ``fractions`` (S, G), ``F`` (S, T+1, 3, 3), ``sigma_dev``
-    (S, T, 6), ``ve`` (S,) VE index, ``path`` (S,) path index, ``failed`` (S,) bool,
-    ``texture`` (S,) name of the VE's texture, ``chunk_done`` (chunks,) bool; attributes
+    ``descriptor`` (n, G, 7), ``fractions`` (n, G), ``F`` (n, T+1, 3, 3), ``sigma_dev``
+    (n, T, 6), ``ve`` (n,) VE index, ``path`` (n,) path index, ``failed`` (n,) bool,
+    ``texture`` (n,) name of the VE's texture, ``chunk_done`` (chunks,) bool; attributes
     ``method``, ``dt``, ``steps``, ``max_strain``, ``sections``, ``seed``, ``path_seed``,
     ``material`` (phase YAML), ``format``/``version``. Chunks are computed independently
     (deterministic per chunk) and written as they finish, so an interrupted run resumes.
@@ -27,76 +27,38 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
-from ..errors import InputError
-from .descriptor import (N_GRAINS, TEXTURE_COMPONENTS, random_texture, texture_component,
-                         voronoi_grid)
-from .loadpath import IDEALISED_KINDS, idealised_path, random_monotonic_path
-from .model import VOIGT_PAIRS
+from ..constitutive.base import MaterialPoints
+from ..constitutive.taylor import TaylorBackend
+from ..errors import InputError, SolverError
+from ..mechanics import deviatoric, tensor_to_voigt
+from ..microstructure.descriptor import (N_GRAINS, TEXTURE_COMPONENTS, grain_fractions, random_texture,
+                                         texture_component, voronoi_grid)
+from ..microstructure.materials import aluminium
+from ..simulation.config import Geometry, LoadCase, MaterialConfig, OutputOptions, RunConfig
+from ..simulation.runner import run
+from ..solver.boundary import make_load_step
+from .loadpath import idealised_path, random_monotonic_path
+from .spec import LOADS, METHODS, TEXTURES, DatagenSpec
 
 __all__ = ["DatagenSpec", "generate", "compute_chunk", "taylor_labels", "fullfield_labels", "average_sigma_dev",
            "sample_descriptor", "grain_fractions", "read_dataset", "DATASET_FORMAT"]
 
 DATASET_FORMAT = "polyfe2.gru_dataset"
 DATASET_VERSION = 1
-METHODS = ("taylor", "fullfield")
-TEXTURES = ("mixed", "random") + tuple(sorted(TEXTURE_COMPONENTS))
-LOADS = ("random",) + IDEALISED_KINDS
 #: ||ln U||_F per unit of the idealised paths' strain parameter (see loadpath.idealised_path)
 _IDEALISED_NORM = {"uniaxial_tension": 1.5**0.5, "plane_strain": 2**0.5, "pure_shear": 0.5**0.5}
 
 
 def default_phase() -> dict:
     """DAMASK's aluminium phenopowerlaw (the material of the demo and of the refs)."""
-    from ..microstructure.plate import ALUMINIUM
-
-    return {k: v for k, v in ALUMINIUM.items()}
-
-
-@dataclass
-class DatagenSpec:
-    """What to generate; stored in the file so that a resumed run continues the same set."""
-
-    n_ve: int = 256
-    paths_per_ve: int = 4
-    method: str = "taylor"
-    steps: int = 100
-    max_strain: float = 0.05
-    sections: int = 4
-    dt: float = 0.5                 # s per step: 1e-3 /s mean rate at the largest strain
-    seed: int = 0                   # VEs
-    path_seed: int | None = None    # load paths (default: seed); new paths on the same VEs
-    textured_fraction: float = 0.4  # share of VEs drawn from a texture component
-    texture: str = "mixed"          # mixed, random or one component (cube, goss, brass, copper)
-    spread_deg: float = 10.0        # spread of a fixed texture component
-    load: str = "random"            # random monotonic paths, or one of IDEALISED_KINDS
-    cells: int = 16                 # fullfield grid (and the grid of the taylor fractions)
-    chunk: int = 16                 # VEs per chunk
-
-    def check(self, file=None) -> None:
-        if self.method not in METHODS:
-            raise InputError(f"expected one of {METHODS}, got {self.method!r}", file=file, key="method")
-        for k in ("n_ve", "paths_per_ve", "steps", "sections", "cells", "chunk"):
-            if int(getattr(self, k)) < 1:
-                raise InputError(f"expected a positive integer, got {getattr(self, k)!r}", file=file, key=k)
-        if self.texture not in TEXTURES:
-            raise InputError(f"expected one of {TEXTURES}, got {self.texture!r}", file=file, key="texture")
-        if self.load not in LOADS:
-            raise InputError(f"expected one of {LOADS}, got {self.load!r}", file=file, key="load")
-        for key, ok, expected in (("max_strain", 0 < self.max_strain < 0.5, "in (0, 0.5)"),
-                                  ("dt", self.dt > 0, "> 0"),
-                                  ("textured_fraction", 0 <= self.textured_fraction <= 1, "in [0, 1]")):
-            if not ok:
-                raise InputError(f"expected a number {expected}, got {getattr(self, key)!r}", file=file, key=key)
-
-    @property
-    def n_chunks(self) -> int:
-        return -(-self.n_ve // self.chunk)
+    return aluminium()
 
 
 # ------------------------------------------------------------------------------------------
@@ -118,19 +80,11 @@ def sample_descriptor(seed: int, ve: int, textured_fraction: float, texture: str
     return random_texture(N_GRAINS, rng), "random"
 
 
-def grain_fractions(descriptor: np.ndarray, cells: int = 16) -> np.ndarray:
-    """Volume fraction of every grain of the VE's periodic Voronoi tessellation."""
-    material, _ = voronoi_grid(descriptor, (cells,) * 3)
-    counts = np.bincount(material.ravel(), minlength=descriptor.shape[0]).astype(float)
-    return counts / counts.sum()
-
-
 def average_sigma_dev(P_av: np.ndarray, F_av: np.ndarray) -> np.ndarray:
-    """(..., 6) deviatoric part of ``P_av F_av^T / det F_av`` in the model's :data:`STRESS_ORDER`."""
+    """(..., 6) deviatoric part of ``P_av F_av^T / det F_av`` in :data:`~polyfe2.mechanics.STRESS_ORDER`
+    (the upper triangle: the average over a periodic cell is symmetric up to the solver's tolerance)."""
     sigma = P_av @ np.swapaxes(F_av, -1, -2) / np.linalg.det(F_av)[..., None, None]
-    sigma = sigma - np.trace(sigma, axis1=-2, axis2=-1)[..., None, None] / 3.0 * np.eye(3)
-    i, j = np.array(VOIGT_PAIRS).T
-    return sigma[..., i, j]
+    return tensor_to_voigt(deviatoric(sigma))
 
 
 def taylor_labels(descriptors: np.ndarray, fractions: np.ndarray, F_paths: np.ndarray, dt: float,
@@ -139,28 +93,23 @@ def taylor_labels(descriptors: np.ndarray, fractions: np.ndarray, F_paths: np.nd
 
     Parameters
     ----------
-    descriptors : (S, G, 7), fractions : (S, G), F_paths : (S, T+1, 3, 3), dt : float
+    descriptors : (n, G, 7), fractions : (n, G), F_paths : (n, T+1, 3, 3), dt : float
 
     Returns
     -------
-    sigma_dev : (S, T, 6) in Pa
-    failed : (S,) bool -- a sample whose update did not converge even with ``2**substeps_max``
+    sigma_dev : (n, T, 6) in Pa
+    failed : (n,) bool -- a sample whose update did not converge even with ``2**substeps_max``
         substeps in some step.
     """
-    import torch
-
-    from ..constitutive.base import MaterialPoints
-    from ..constitutive.taylor import TaylorBackend
-
     backend = TaylorBackend(phase or default_phase())
     dtype = torch.float64
-    S, T = F_paths.shape[0], F_paths.shape[1] - 1
+    n_samples, T = F_paths.shape[0], F_paths.shape[1] - 1
     points = MaterialPoints(torch.as_tensor(descriptors[..., 3:], dtype=dtype),
-                            torch.as_tensor(fractions, dtype=dtype), torch.zeros(S, dtype=torch.long))
+                            torch.as_tensor(fractions, dtype=dtype), torch.zeros(n_samples, dtype=torch.long))
     state = backend.setup(points, torch.device("cpu"), dtype)
     Fp = torch.as_tensor(F_paths, dtype=dtype)
-    P_out = np.zeros((S, T, 3, 3))
-    failed = np.zeros(S, dtype=bool)
+    P_out = np.zeros((n_samples, T, 3, 3))
+    failed = np.zeros(n_samples, dtype=bool)
     for n in range(T):
         r = backend.evaluate(Fp[:, n + 1], Fp[:, n], dt, state)
         bad = r.failed
@@ -179,8 +128,6 @@ def taylor_labels(descriptors: np.ndarray, fractions: np.ndarray, F_paths: np.nd
 
 def _substep(backend, F0, F1, dt, state, levels):
     """Split a step into 2, 4, ... equal substeps (linear F) until every point converges."""
-    import torch
-
     for level in range(1, levels + 1):
         n = 2**level
         st = state
@@ -196,48 +143,36 @@ def _substep(backend, F0, F1, dt, state, levels):
 
 
 def fullfield_labels(descriptor: np.ndarray, F_path: np.ndarray, dt: float, phase: dict | None = None,
-                     cells: int = 16, workdir: Path | None = None) -> tuple[np.ndarray, bool]:
-    """Full-field labels of one VE along one path with the spectral solver.
+                     cells: int = 16) -> tuple[np.ndarray, bool]:
+    """Full-field labels of one VE along one path with the spectral solver, in memory.
 
     Returns ``(sigma_dev (T, 6), failed)``; a run that stops keeps NaN after the last
     converged step and ``failed=True``.
     """
-    import tempfile
-
-    from ..errors import SolverError
-    from ..inputs import load_run_config
-    from ..simulation import run
-
     T = F_path.shape[0] - 1
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        config = load_run_config(_write_fullfield_case(Path(tmp), descriptor, F_path, dt, phase, cells))
-        rec = _AverageRecorder(T)
-        try:
-            run(config, progress=False, outputs=rec, log=lambda *a: None)
-            return rec.sigma_dev(F_path), False
-        except SolverError:
-            return rec.sigma_dev(F_path), True
+    rec = _AverageRecorder(T)
+    try:
+        run(fullfield_case(descriptor, F_path, dt, phase, cells), progress=False, outputs=rec, log=lambda *a: None)
+        return rec.sigma_dev(F_path), False
+    except SolverError:
+        return rec.sigma_dev(F_path), True
 
 
-def _write_fullfield_case(directory: Path, descriptor, F_path, dt, phase, cells) -> Path:
-    import damask
-
+def fullfield_case(descriptor: np.ndarray, F_path: np.ndarray, dt: float, phase: dict | None = None,
+                   cells: int = 16) -> RunConfig:
+    """The VE on its periodic Voronoi grid (one crystal per cell, ``taylor`` K = 1) with the whole
+    average F prescribed at every step of ``F_path``."""
     material, q = voronoi_grid(descriptor, (cells,) * 3)
-    damask.GeomGrid(material, np.ones(3)).save(directory / "grid.vti")
-    mat = {"homogenization": {"SX": {"N_constituents": 1, "mechanical": {"type": "pass"}}},
-           "phase": {"Aluminum": phase or default_phase()},
-           "material": [{"homogenization": "SX",
-                         "constituents": [{"phase": "Aluminum", "v": 1.0, "O": qi.tolist()}]} for qi in q]}
-    (directory / "material.yaml").write_text(yaml.safe_dump(mat))
+    materials = MaterialConfig.from_arrays(
+        phases={"Aluminum": phase or default_phase()},
+        homogenizations={"SX": {"N_constituents": 1, "mechanical": {"type": "pass"}}},
+        homogenization="SX", phase="Aluminum", O=q[:, None, :], v=np.ones((len(q), 1)))
     free = [["x"] * 3] * 3
-    steps = [{"boundary_conditions": {"mechanical": {"F": F.tolist(), "P": free}},
-              "discretization": {"t": float(dt), "N": 1}} for F in F_path[1:]]
-    (directory / "load.yaml").write_text(yaml.safe_dump({"solver": {"mechanical": "spectral_basic"},
-                                                         "loadstep": steps}))
-    run_cfg = {"geometry": "grid.vti", "material": "material.yaml", "load": "load.yaml", "backend": "taylor",
-               "device": "cpu", "output": {"xdmf": False, "plots": False}}
-    (directory / "run.yaml").write_text(yaml.safe_dump(run_cfg))
-    return directory / "run.yaml"
+    steps = [make_load_step({"boundary_conditions": {"mechanical": {"F": F.tolist(), "P": free}},
+                             "discretization": {"t": float(dt), "N": 1}}, file="F_path", index=i)
+             for i, F in enumerate(F_path[1:])]
+    return RunConfig.build(Geometry.from_array(material), materials, LoadCase(steps), backend="taylor",
+                           device="cpu", output=OutputOptions(xdmf=False, plots=False))
 
 
 class _AverageRecorder:
@@ -269,8 +204,6 @@ class _AverageRecorder:
 # ------------------------------------------------------------------------------------------
 def compute_chunk(spec: DatagenSpec, c: int, phase: dict) -> dict:
     """Compute chunk ``c`` (VEs ``c*chunk ...``) of ``spec``; deterministic."""
-    import torch
-
     torch.set_num_threads(1)
     ves = range(c * spec.chunk, min((c + 1) * spec.chunk, spec.n_ve))
     path_seed = spec.seed if spec.path_seed is None else spec.path_seed
@@ -299,7 +232,7 @@ def compute_chunk(spec: DatagenSpec, c: int, phase: dict) -> dict:
 def _open(path: Path, spec: DatagenSpec, phase: dict):
     import h5py
 
-    S, T, G = spec.n_ve * spec.paths_per_ve, spec.steps, N_GRAINS
+    n, T, G = spec.n_ve * spec.paths_per_ve, spec.steps, N_GRAINS
     attrs = {k: ("" if v is None else v) for k, v in asdict(spec).items()}
     attrs.update(format=DATASET_FORMAT, version=DATASET_VERSION, material=yaml.safe_dump(phase))
     if path.exists():
@@ -315,14 +248,14 @@ def _open(path: Path, spec: DatagenSpec, phase: dict):
     path.parent.mkdir(parents=True, exist_ok=True)
     f = h5py.File(path, "w")
     f.attrs.update(attrs)
-    f.create_dataset("descriptor", (S, G, 7), dtype="f8")
-    f.create_dataset("fractions", (S, G), dtype="f8")
-    f.create_dataset("F", (S, T + 1, 3, 3), dtype="f8")
-    f.create_dataset("sigma_dev", (S, T, 6), dtype="f8", fillvalue=np.nan)
-    f.create_dataset("failed", (S,), dtype=bool)
-    f.create_dataset("ve", (S,), dtype=np.int64)
-    f.create_dataset("path", (S,), dtype=np.int64)
-    f.create_dataset("texture", (S,), dtype="S16")
+    f.create_dataset("descriptor", (n, G, 7), dtype="f8")
+    f.create_dataset("fractions", (n, G), dtype="f8")
+    f.create_dataset("F", (n, T + 1, 3, 3), dtype="f8")
+    f.create_dataset("sigma_dev", (n, T, 6), dtype="f8", fillvalue=np.nan)
+    f.create_dataset("failed", (n,), dtype=bool)
+    f.create_dataset("ve", (n,), dtype=np.int64)
+    f.create_dataset("path", (n,), dtype=np.int64)
+    f.create_dataset("texture", (n,), dtype="S16")
     f.create_dataset("chunk_done", (spec.n_chunks,), dtype=bool)
     return f
 

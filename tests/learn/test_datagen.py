@@ -5,9 +5,10 @@ import pytest
 
 from polyfe2.cli import main
 from polyfe2.errors import InputError
-from polyfe2.surrogate import datagen as DG
-from polyfe2.surrogate import loadpath as LP
-from polyfe2.surrogate.descriptor import make_descriptor, random_seeds
+from polyfe2.learn import datagen as DG
+from polyfe2.learn import loadpath as LP
+from polyfe2.mechanics import strain_log
+from polyfe2.microstructure.descriptor import make_descriptor, random_seeds
 
 C11, C12, C44 = 106.75e9, 60.41e9, 28.34e9
 
@@ -36,7 +37,7 @@ def test_taylor_labels_elastic_single_crystal_is_cubic_hooke():
     F = LP.random_monotonic_path(np.random.default_rng(1), 5, max_strain=2e-4, sections=2)
     d, v = _single_crystal()
     sigma, failed = DG.taylor_labels(d, v, F[None], dt=0.5)
-    eps = LP.log_strain(F[-1])
+    eps = strain_log(F[-1])
     s = np.zeros((3, 3))
     for i in range(3):
         s[i, i] = C11 * eps[i, i] + C12 * (np.trace(eps) - eps[i, i])
@@ -54,10 +55,10 @@ def test_taylor_labels_rotate_with_the_volume_element():
     and keeps the Voronoi fractions."""
     import damask
 
-    from polyfe2.surrogate.descriptor import random_texture, reduce_to_fz
+    from polyfe2.microstructure.descriptor import random_texture, reduce_to_fz
     import torch
 
-    from polyfe2.surrogate.model import VOIGT_PAIRS, voigt_to_tensor
+    from polyfe2.mechanics import VOIGT_PAIRS, voigt_to_tensor
 
     rng = np.random.default_rng(7)
     d = random_texture(20, rng)                 # rows [x, y, z, q]
@@ -124,7 +125,7 @@ def test_generate_layout_paths_and_resume(tmp_path):
     assert np.isfinite(s).all() and np.abs(s).max() > 10e6
     # the stored paths: volume preserving, monotone and smooth Hencky magnitude
     assert np.abs(np.linalg.det(F) - 1).max() < 1e-12
-    mag = np.linalg.norm(LP.log_strain(F), axis=(2, 3))
+    mag = np.linalg.norm(strain_log(F), axis=(2, 3))
     assert (np.diff(mag, axis=1) >= -1e-14).all()
     assert (np.abs(np.diff(mag, 2, axis=1)).max(1) / np.abs(np.diff(mag, axis=1)).max(1)).max() < 0.5
     # the VEs of one sample set share the descriptor across their paths
@@ -147,7 +148,7 @@ def test_idealised_loads_reach_the_strain_bound(tmp_path):
         DG.generate(out, _spec(n_ve=2, paths_per_ve=1, load=kind, texture="copper"), workers=1,
                     progress=False, log=lambda *a: None)
         data = DG.read_dataset(out)
-        mag = np.linalg.norm(LP.log_strain(data["F"][:, -1]), axis=(1, 2))
+        mag = np.linalg.norm(strain_log(data["F"][:, -1]), axis=(1, 2))
         np.testing.assert_allclose(mag, 0.05, rtol=1e-9)
         assert set(data["texture"]) == {"copper"}
 

@@ -5,26 +5,25 @@ import pytest
 import yaml
 
 from polyfe2.cli import main
-from polyfe2.inputs import load_run_config
-from polyfe2.microstructure.plate import write_plate_case
-from polyfe2.surrogate.descriptor import DESCRIPTOR_LAYOUT
+from polyfe2.simulation.config import load_run_config
+from polyfe2.simulation.plate import write_plate_case
+from polyfe2.microstructure.descriptor import DESCRIPTOR_LAYOUT
 
 
 def test_gru_plate_has_one_descriptor_per_material(tmp_path):
     run = write_plate_case(tmp_path, cells=(8, 8, 1), K=20, backend="gru")
     config = load_run_config(run)
-    n_mat = len(config.material.materials)
+    n_mat = config.material.n
     with h5py.File(tmp_path / "descriptors.h5") as f:
         d = f["descriptor"][:]
         assert f["descriptor"].attrs["layout"] == DESCRIPTOR_LAYOUT
     assert d.shape == (n_mat, 20, 7)
     # descriptor orientations are the voxel's constituents (reduced to the fundamental zone)
     import damask
-    m = config.material.materials[5]
-    O = np.array([c.O for c in m.constituents])
+    O = config.material.O[5]
     mis = damask.Orientation(O, lattice="cF").disorientation(damask.Orientation(d[5, :, 3:], lattice="cF")).as_axis_angle()[..., 3]
     assert np.abs(mis).max() < 1e-6
-    v = np.array([c.v for c in m.constituents])
+    v = config.material.v[5]
     assert abs(v.sum() - 1) < 1e-12 and v.min() >= 0 and v.std() > 0   # Voronoi volume fractions
     assert yaml.safe_load(run.read_text())["backend_options"] == {"descriptors": "descriptors.h5"}
     with pytest.raises(ValueError, match="20 grains"):
@@ -35,7 +34,7 @@ def test_gru_demo_runs_with_the_shipped_model_and_follows_taylor(tmp_path, capsy
     """The crack demo with a 20-grain sample per voxel; the same files run with taylor (each
     voxel a K = 20 iso-strain point: the surrogate's training labels) give the reference."""
     from polyfe2.io import read_curve
-    from polyfe2.simulation import run
+    from polyfe2.simulation.runner import run
 
     rc = main(["demo", "--backend", "gru", "--out", str(tmp_path), "--cells", "10", "10", "1",
                "--increments", "10", "--strain", "0.006", "--no-progress"])

@@ -7,10 +7,10 @@ import torch
 
 from polyfe2.cli import main
 from polyfe2.errors import InputError
-from polyfe2.surrogate import datagen as DG
-from polyfe2.surrogate.evaluate import eq5_error, error_stats, peak_stress
-from polyfe2.surrogate.model import GRUSurrogate
-from polyfe2.surrogate.train import TrainSpec, train
+from polyfe2.learn import datagen as DG
+from polyfe2.learn.evaluate import eq5_error, error_stats, peak_stress
+from polyfe2.constitutive.gru_network import GRUSurrogate
+from polyfe2.learn.train import TrainSpec, train
 
 
 def test_eq5_error_is_the_largest_eigenvalue_magnitude():

@@ -25,7 +25,7 @@ from ..devices import resolve_device
 from ..errors import InputError
 from .datagen import read_dataset
 from .evaluate import error_stats, plot_error_per_step
-from .model import GRUSurrogate
+from ..constitutive.gru_network import GRUSurrogate
 
 __all__ = ["TrainSpec", "train", "load_training_data"]
 

@@ -4,10 +4,9 @@ import torch
 
 from polyfe2.errors import InputError
 from polyfe2.kernels import FusedGRU
-from polyfe2.surrogate import descriptor as D
-from polyfe2.surrogate import loadpath as LP
-from polyfe2.surrogate.model import (CHECKPOINT_VERSION, STRESS_ORDER, GRUSurrogate,
-                                     voigt_to_tensor)
+from polyfe2.microstructure import descriptor as D
+from polyfe2.learn import loadpath as LP
+from polyfe2.constitutive.gru_network import CHECKPOINT_VERSION, STRESS_ORDER, GRUSurrogate
 
 
 def _data(B=3, T=12, seed=0, dtype=torch.float64):
@@ -155,10 +154,3 @@ def test_fused_gru_matches_step_default_architecture():
             _, y2 = fg2.step(m.scale_F(F[:, t]).contiguous(), h.contiguous(), pre2)
             torch.testing.assert_close(y2, y)
             h = h_ref
-
-
-def test_voigt_to_tensor():
-    s = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
-    T = voigt_to_tensor(s)[0]
-    expected = torch.tensor([[1.0, 6.0, 5.0], [6.0, 2.0, 4.0], [5.0, 4.0, 3.0]])
-    torch.testing.assert_close(T, expected)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import CHECKPOINT_VERSION, GRUSurrogate, voigt_to_tensor
+from ..constitutive.gru_network import CHECKPOINT_VERSION, GRUSurrogate
+from ..mechanics import voigt_to_tensor
 
 __all__ = ["eq5_error", "predict", "error_stats", "evaluate_sets", "plot_error_per_step"]
 

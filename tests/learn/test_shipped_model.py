@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from polyfe2.constitutive.gru import shipped_model_path
-from polyfe2.surrogate import datagen as DG
-from polyfe2.surrogate.evaluate import error_stats, predict
-from polyfe2.surrogate.model import CHECKPOINT_VERSION, GRUSurrogate
+from polyfe2.learn import datagen as DG
+from polyfe2.learn.evaluate import error_stats, predict
+from polyfe2.constitutive.gru_network import CHECKPOINT_VERSION, GRUSurrogate
 
 REPORT = shipped_model_path().with_suffix(".report.json")
 #: the shipped model reports 6.8 % on its 400 unseen-VE samples (8.0 % on this fresh draw of 24)

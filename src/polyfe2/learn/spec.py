@@ -1,0 +1,57 @@
+"""What a GRU data set is made of (:class:`DatagenSpec`), and its choices.
+
+Kept free of torch so that the command line can offer the choices without loading it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InputError
+from ..microstructure.textures import TEXTURE_COMPONENTS
+
+#: the idealised load paths of paper 003, eqs. (6)-(8) (see :mod:`.loadpath`)
+IDEALISED_KINDS = ("uniaxial_tension", "plane_strain", "pure_shear")
+METHODS = ("taylor", "fullfield")
+TEXTURES = ("mixed", "random") + tuple(sorted(TEXTURE_COMPONENTS))
+LOADS = ("random",) + IDEALISED_KINDS
+
+
+@dataclass
+class DatagenSpec:
+    """What to generate; stored in the file so that a resumed run continues the same set."""
+
+    n_ve: int = 256
+    paths_per_ve: int = 4
+    method: str = "taylor"
+    steps: int = 100
+    max_strain: float = 0.05
+    sections: int = 4
+    dt: float = 0.5                 # s per step: 1e-3 /s mean rate at the largest strain
+    seed: int = 0                   # VEs
+    path_seed: int | None = None    # load paths (default: seed); new paths on the same VEs
+    textured_fraction: float = 0.4  # share of VEs drawn from a texture component
+    texture: str = "mixed"          # mixed, random or one component (cube, goss, brass, copper)
+    spread_deg: float = 10.0        # spread of a fixed texture component
+    load: str = "random"            # random monotonic paths, or one of IDEALISED_KINDS
+    cells: int = 16                 # fullfield grid (and the grid of the taylor fractions)
+    chunk: int = 16                 # VEs per chunk
+
+    def check(self, file=None) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"expected one of {METHODS}, got {self.method!r}", file=file, key="method")
+        for k in ("n_ve", "paths_per_ve", "steps", "sections", "cells", "chunk"):
+            if int(getattr(self, k)) < 1:
+                raise InputError(f"expected a positive integer, got {getattr(self, k)!r}", file=file, key=k)
+        if self.texture not in TEXTURES:
+            raise InputError(f"expected one of {TEXTURES}, got {self.texture!r}", file=file, key="texture")
+        if self.load not in LOADS:
+            raise InputError(f"expected one of {LOADS}, got {self.load!r}", file=file, key="load")
+        for key, ok, expected in (("max_strain", 0 < self.max_strain < 0.5, "in (0, 0.5)"),
+                                  ("dt", self.dt > 0, "> 0"),
+                                  ("textured_fraction", 0 <= self.textured_fraction <= 1, "in [0, 1]")):
+            if not ok:
+                raise InputError(f"expected a number {expected}, got {getattr(self, key)!r}", file=file, key=key)
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_ve // self.chunk)
