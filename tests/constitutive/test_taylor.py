@@ -1,7 +1,6 @@
 """The ``taylor`` backend (DAMASK phenopowerlaw, iso-strain) against DAMASK itself and physics."""
 import copy
 import time
-from pathlib import Path
 
 import damask
 import numpy as np
@@ -14,7 +13,6 @@ from polyfe2.constitutive import crystal
 from polyfe2.errors import InputError
 
 D = torch.float64
-T1 = Path("/work/shared/refs/damask/T1_taylor20_uniaxialx")
 AL = {"lattice": "cF",
       "mechanical": {"output": ["F", "P"],
                      "elastic": {"type": "Hooke", "C_11": 106.75e9, "C_12": 60.41e9, "C_44": 28.34e9},
@@ -40,9 +38,8 @@ def stretch(e):
 
 
 # ------------------------------------------------------------------------------------------------
-def test_against_damask_T1_taylor20():
-    if not T1.is_dir():
-        pytest.skip(f"DAMASK reference {T1} not available")
+def test_against_damask_T1_taylor20(damask_refs):
+    T1 = damask_refs / "T1_taylor20_uniaxialx"
     mat = yaml.safe_load((T1 / "material.yaml").read_text())
     cons = mat["material"][0]["constituents"]
     be = get("taylor")(mat["phase"]["Aluminum"], source=str(T1 / "material.yaml"))
