@@ -79,33 +79,6 @@ def test_against_damask_T1_taylor20(damask_refs):
     assert np.abs(Pg - Pgr).max() < 1e-3      # per-grain P (MPa)
 
 
-def test_interaction_table_geometry():
-    """DAMASK's fcc interaction types match the geometry of the slip systems."""
-    d, n = crystal.fcc_slip_systems()
-    dd = (d @ d.T).abs()
-    nn = (n @ n.T).abs()
-    T = torch.as_tensor(crystal.FCC_SLIP_INTERACTION_TYPES)
-    eye = torch.eye(12, dtype=torch.bool)
-    same_plane = (nn - 1).abs() < 1e-12
-    same_dir = (dd - 1).abs() < 1e-12
-    perp = dd < 1e-12
-    assert ((T == 1) == eye).all()
-    assert ((T == 2) == (same_plane & ~eye)).all()                    # coplanar
-    assert ((T == 3) == (same_dir & ~eye)).all()                      # collinear
-    assert ((T == 4) == perp).all()                                   # Hirth: b_α ⊥ b_β
-    assert ((T >= 5) == (~same_plane & ~same_dir & ~perp)).all()      # 60° junctions/Lomer
-    # Lomer lock: the resulting b_α ± b_β (the <110> one) lies in neither slip plane
-    for a in range(12):
-        for b in range(12):
-            if T[a, b] >= 5:
-                bs = [d[a] + d[b], d[a] - d[b]]
-                r = min(bs, key=lambda x: abs(x.norm() - 1))           # |b_α ± b_β| = |b| for 60°
-                in_plane = [abs(float(r @ n[a])) < 1e-12, abs(float(r @ n[b])) < 1e-12]
-                assert (T[a, b] == 7) == (not any(in_plane)), (a, b)
-    H = crystal.fcc_interaction_matrix([1, 2, 3, 4, 5, 6, 7])
-    assert H[0, 4] == 7 and H[4, 0] == 7 and H[0, 6] == 3 and H[0, 11] == 7
-
-
 def _single_crystal_run(phase, es, rate=1e-3, q=Q0):
     be = get("taylor")(phase)
     el = get("elastic")(phase)
