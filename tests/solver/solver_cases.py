@@ -1,7 +1,11 @@
 """Small run cases written as real DAMASK-style input files (geometry .vti, material.yaml,
-load.yaml, run.yaml) for the solver tests."""
+load.yaml, run.yaml) for the solver tests, and DAMASK's reference cases run from their own files.
+
+The run entry points (polyfe2's run-config loader and ``run``) are imported here only, in
+:func:`run_case`."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import damask
@@ -68,6 +72,8 @@ def write_case(directory: Path, material_id: np.ndarray, phases: dict, materials
 
 
 def run_case(path: Path, **overrides):
+    """Run ``run.yaml`` at ``path``; ``overrides`` replace top-level run keys (e.g. ``solver``).
+    Returns (summary, curve table, status rows)."""
     from polyfe2.inputs import load_run_config
     from polyfe2.io import read_curve, read_status
     from polyfe2.simulation import run
@@ -84,3 +90,40 @@ def curve_tensor(curve, name, row=-1):
     unit = "" if name == "F" else "_MPa"
     base = name.split("_MPa")[0]
     return np.array([[curve[f"{base}_{i}{j}{unit}"][row] for j in (1, 2, 3)] for i in (1, 2, 3)])
+
+
+def run_damask_reference(ref: Path, directory: Path, solver=None):
+    """Run one of DAMASK's reference cases (a folder of shared/refs/damask) from its own,
+    unchanged input files with the ``taylor`` backend on the CPU; ``solver``: solver options."""
+    directory = Path(directory)
+    for f in ("grid.vti", "material.yaml", "load.yaml"):
+        shutil.copy(ref / f, directory / f)
+    run = {"geometry": "grid.vti", "material": "material.yaml", "load": "load.yaml", "backend": "taylor",
+           "device": "cpu", "output": {"xdmf": False, "plots": False}}
+    if solver:
+        run["solver"] = dict(solver)
+    (directory / "run.yaml").write_text(yaml.safe_dump(run))
+    return run_case(directory / "run.yaml")
+
+
+def read_damask_curve(ref: Path):
+    return np.genfromtxt(ref / "curve.csv", delimiter=",", names=True)
+
+
+def last_field(summary, label="P"):
+    """Per-cell ``label`` (N,3,3) at the last written increment of a run, in DAMASK's cell
+    order (x fastest), read back from the run's DADF5 file."""
+    r = damask.Result(summary.files["results (DADF5)"]).view(increments=-1)
+    data = r.place(label, flatten=False)
+    return np.asarray(next(iter(data.values()))["phase"]["mechanical"][label])
+
+
+def damask_last_field(ref: Path, label="P"):
+    """DAMASK's per-cell ``label`` at the last increment (fields_last.npz), in the same order."""
+    A = np.load(ref / "fields_last.npz")[label]  # (Nx,Ny,Nz,3,3)
+    return A.transpose(2, 1, 0, 3, 4).reshape(-1, 3, 3)
+
+
+def relative_rms(A, A_ref):
+    """RMS over the cells of |A − A_ref| (Frobenius) over the RMS of |A_ref|."""
+    return float(np.sqrt(np.mean(np.sum((A - A_ref) ** 2, axis=(1, 2))) / np.mean(np.sum(A_ref**2, axis=(1, 2)))))
