@@ -1,7 +1,6 @@
 """The ``taylor`` backend (DAMASK phenopowerlaw, iso-strain) against DAMASK itself and physics."""
 import copy
 import time
-from pathlib import Path
 
 import damask
 import numpy as np
@@ -15,7 +14,6 @@ from polyfe2.mechanics import ddot42, green_lagrange
 from polyfe2.errors import InputError
 
 D = torch.float64
-T1 = Path("/work/shared/refs/damask/T1_taylor20_uniaxialx")
 AL = {"lattice": "cF",
       "mechanical": {"output": ["F", "P"],
                      "elastic": {"type": "Hooke", "C_11": 106.75e9, "C_12": 60.41e9, "C_44": 28.34e9},
@@ -41,9 +39,8 @@ def stretch(e):
 
 
 # ------------------------------------------------------------------------------------------------
-def test_against_damask_T1_taylor20():
-    if not T1.is_dir():
-        pytest.skip(f"DAMASK reference {T1} not available")
+def test_against_damask_T1_taylor20(damask_refs):
+    T1 = damask_refs / "T1_taylor20_uniaxialx"
     mat = yaml.safe_load((T1 / "material.yaml").read_text())
     cons = mat["material"][0]["constituents"]
     be = get("taylor")(mat["phase"]["Aluminum"], source=str(T1 / "material.yaml"))
@@ -81,33 +78,6 @@ def test_against_damask_T1_taylor20():
     Pg = out["P"][0].numpy() / 1e6
     Pgr = np.stack([g[c] for c in Pc], 1).reshape(20, 3, 3)
     assert np.abs(Pg - Pgr).max() < 1e-3      # per-grain P (MPa)
-
-
-def test_interaction_table_geometry():
-    """DAMASK's fcc interaction types match the geometry of the slip systems."""
-    d, n = crystal.fcc_slip_systems()
-    dd = (d @ d.T).abs()
-    nn = (n @ n.T).abs()
-    T = torch.as_tensor(crystal.FCC_SLIP_INTERACTION_TYPES)
-    eye = torch.eye(12, dtype=torch.bool)
-    same_plane = (nn - 1).abs() < 1e-12
-    same_dir = (dd - 1).abs() < 1e-12
-    perp = dd < 1e-12
-    assert ((T == 1) == eye).all()
-    assert ((T == 2) == (same_plane & ~eye)).all()                    # coplanar
-    assert ((T == 3) == (same_dir & ~eye)).all()                      # collinear
-    assert ((T == 4) == perp).all()                                   # Hirth: b_α ⊥ b_β
-    assert ((T >= 5) == (~same_plane & ~same_dir & ~perp)).all()      # 60° junctions/Lomer
-    # Lomer lock: the resulting b_α ± b_β (the <110> one) lies in neither slip plane
-    for a in range(12):
-        for b in range(12):
-            if T[a, b] >= 5:
-                bs = [d[a] + d[b], d[a] - d[b]]
-                r = min(bs, key=lambda x: abs(x.norm() - 1))           # |b_α ± b_β| = |b| for 60°
-                in_plane = [abs(float(r @ n[a])) < 1e-12, abs(float(r @ n[b])) < 1e-12]
-                assert (T[a, b] == 7) == (not any(in_plane)), (a, b)
-    H = crystal.fcc_interaction_matrix([1, 2, 3, 4, 5, 6, 7])
-    assert H[0, 4] == 7 and H[4, 0] == 7 and H[0, 6] == 3 and H[0, 11] == 7
 
 
 def _single_crystal_run(phase, es, rate=1e-3, q=Q0):
@@ -229,13 +199,15 @@ def test_purity_and_commit():
 
 
 def test_failure_is_per_point():
+    """Points given a non-finite F are reported failed with a finite P and their committed state
+    kept; the other points of the batch are unaffected."""
     be = get("taylor")(AL)
     q = damask.Rotation.from_random(8, rng_seed=8).as_quaternion().reshape(4, 2, 4)
     st = be.setup(points(q), "cpu", D)
     I = torch.eye(3, dtype=D).expand(4, 3, 3)
     F = stretch(0.001).repeat(4, 1, 1)
     F[1, 0, 1] = float("nan")
-    F[2] = torch.diag(torch.tensor([1.5, 1.0, 1.0], dtype=D))          # 50 % in one 0.5 s step
+    F[2, 2, 2] = float("inf")
     r = be.evaluate(F, I, 0.5, st)
     assert r.failed.tolist() == [False, True, True, False]
     assert torch.isfinite(r.P).all()
@@ -247,6 +219,20 @@ def test_failure_is_per_point():
         sti = be.setup(points(q[i:i + 1]), "cpu", D)
         ri = be.evaluate(F[i:i + 1], I[i:i + 1], 0.5, sti)
         assert torch.allclose(ri.P[0], r.P[i], rtol=1e-10, atol=1e-3)
+
+
+@pytest.mark.xfail(strict=True, reason="taylor.evaluate does not check det F > 0 yet: an inverted or "
+                                       "collapsed cell comes back as a converged point")
+def test_non_positive_jacobian_is_a_failed_point():
+    be = get("taylor")(AL)
+    q = damask.Rotation.from_random(6, rng_seed=8).as_quaternion().reshape(3, 2, 4)
+    st = be.setup(points(q), "cpu", D)
+    F = stretch(0.001).repeat(3, 1, 1)
+    F[1] = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=D))       # inverted
+    F[2] = 0.0                                                        # collapsed
+    r = be.evaluate(F, torch.eye(3, dtype=D).expand(3, 3, 3), 0.5, st)
+    assert torch.isfinite(r.P).all()
+    assert r.failed.tolist() == [False, True, True]
 
 
 @pytest.mark.parametrize("mutate, key", [

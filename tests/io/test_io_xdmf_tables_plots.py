@@ -1,7 +1,5 @@
 """XDMF time series, CSV tables and PNG plots."""
 
-from pathlib import Path
-
 import damask
 import matplotlib.image
 import meshio
@@ -22,8 +20,6 @@ from polyfe2.io import (
     read_status,
     unflatten_cells,
 )
-
-REF_CURVE = Path("/work/shared/refs/damask/F1_full16_uniaxialx/curve.csv")
 
 
 def test_flatten_roundtrip():
@@ -82,7 +78,7 @@ def test_xdmf_readable_before_close(tmp_path):
     w.close()
 
 
-def test_curve_csv_roundtrip(tmp_path):
+def test_curve_csv_roundtrip(tmp_path, damask_refs):
     path = tmp_path / "curve.csv"
     rows = []
     with CurveWriter(path) as cw:
@@ -91,8 +87,8 @@ def test_curve_csv_roundtrip(tmp_path):
             rows.append(cw.write(step, 0.5 * step, F, P))  # full fields: averaged here
     header = path.read_text().splitlines()[0].split(",")
     assert header == CURVE_COLUMNS
-    if REF_CURVE.exists():
-        assert header == REF_CURVE.read_text().splitlines()[0].split(",")
+    ref_curve = damask_refs / "F1_full16_uniaxialx" / "curve.csv"
+    assert header == ref_curve.read_text().splitlines()[0].split(",")
     data = read_curve(path)
     F, P, _ = uniaxial(2)
     F_av, P_av = F.mean(axis=(0, 1, 2)), P.mean(axis=(0, 1, 2))
@@ -120,13 +116,13 @@ def test_status_tables(tmp_path):
     assert "False" in lines[3] and "3.400e-02" in lines[3]
 
 
-def test_plots(tmp_path):
+def test_plots(tmp_path, damask_refs):
     curve = tmp_path / "curve.csv"
     with CurveWriter(curve) as cw:
         for step in range(5):
             F, P, _ = uniaxial(step)
             cw.write(step, step, F, P)
-    ref = REF_CURVE if REF_CURVE.exists() else curve
+    ref = damask_refs / "F1_full16_uniaxialx" / "curve.csv"
     png = plot_stress_strain(curve, tmp_path / "ss.png", reference_csv_path=ref, reference_label="DAMASK",
                              figsize=(5, 4), dpi=80)
     img = matplotlib.image.imread(png)

@@ -199,12 +199,38 @@ def test_boundary_checks(kernels):
             kernels.gru_step(x.cuda(), h, gh, w_ih, b_ih)
 
 
-def test_backend_info_strings(kernels):
-    assert kernels.backend_info("cpu") in (kernels.REFERENCE,) or \
-        kernels.backend_info("cpu").startswith(kernels.CPU_KERNEL)
-    assert kernels.FusedGRU(torch.nn.GRU(4, 4), backend="reference").backend_info() == \
-        kernels.REFERENCE
-    assert isinstance(kernels.has_cuda(), bool)
+def _built(kernels, module):
+    """Whether tools/build_kernels.sh installed the extension module file ``module``."""
+    return any(Path(kernels.__file__).parent.glob(f"{module}.*.so")) or \
+        any(Path(kernels.__file__).parent.glob(f"{module}.*.pyd"))
+
+
+def test_backend_info_names_the_implementation_that_runs(kernels):
+    """backend_info and has_cpu_kernel/has_cuda follow the module files that exist, and the
+    implementation named for the CPU is the one "auto" runs, within ATOL of the torch reference."""
+    cpu_built, cuda_built = _built(kernels, "_gru_cpu"), _built(kernels, "_gru_cuda")
+    assert kernels.has_cpu_kernel() == cpu_built
+    assert kernels.has_cuda() == (cuda_built and torch.cuda.is_available())
+    assert kernels.backend_info("cuda").startswith(kernels.CUDA_KERNEL) == cuda_built
+    info = kernels.backend_info("cpu")
+    assert info.startswith(kernels.CPU_KERNEL) if cpu_built else info == kernels.REFERENCE
+
+    N, H, L = 97, 32, 2
+    gru, lin, out = make_model(H, L)
+    f, m, _, h = make_inputs(N, H, L, H)
+    auto = kernels.FusedGRU(gru, lin, out, backend="auto")
+    assert auto.backend_info() == info
+    named = kernels.FusedGRU(gru, lin, out, backend="compiled" if cpu_built else "reference")
+    reference = kernels.FusedGRU(gru, lin, out, backend="reference")
+    assert reference.backend_info() == kernels.REFERENCE
+    h_auto, y_auto = auto.step(f, h, auto.precompute(h, m))
+    h_named, y_named = named.step(f, h, named.precompute(h, m))
+    assert torch.equal(h_auto, h_named) and torch.equal(y_auto, y_named)  # "auto" runs what is named
+    h_ref, y_ref = reference.step(f, h, reference.precompute(h, m))
+    close(h_auto, h_ref)
+    close(y_auto, y_ref)
+    with torch.no_grad():
+        close(h_auto, nn_gru_step(gru, lin(torch.cat([f, m], 1)), h))
 
 
 # ------------------------------------------------------------------------- CUDA build
@@ -227,8 +253,9 @@ def test_cuda_module_built(kernels):
     """With nvcc present, tools/build_kernels.sh must have built and installed _gru_cuda."""
     assert kernels._gru_cuda is not None, "_gru_cuda was not built although nvcc is present"
     lib, err = kernels._gru_cuda.cublas_library()
-    assert isinstance(lib, str) and isinstance(err, str)
-    assert kernels._gru_cuda.device_count() >= 0  # works without a GPU
+    assert bool(lib) != bool(err), (lib, err)  # the cuBLAS it loaded, or why it loaded none
+    # works without a GPU, and sees the devices torch sees (the same CUDA_VISIBLE_DEVICES)
+    assert kernels._gru_cuda.device_count() == torch.cuda.device_count()
 
 
 # ------------------------------------------------------------------------- CUDA vs torch

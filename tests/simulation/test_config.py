@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent / "solver"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "solver"))
 from solver_cases import AL_PLASTIC, phase, uniaxial_x, write_case  # noqa: E402
 
 from polyfe2.cli import main  # noqa: E402

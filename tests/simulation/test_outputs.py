@@ -9,7 +9,7 @@ import meshio
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "solver"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "solver"))
 from solver_cases import AL_PLASTIC, phase, run_case, uniaxial_x, write_case  # noqa: E402
 
 

@@ -1,12 +1,21 @@
-"""Small run cases written as real DAMASK-style input files (geometry .vti, material.yaml,
-load.yaml, run.yaml) for the solver tests."""
+"""Small run cases for the solver tests, built in memory as :class:`RunConfig` objects and saved
+as DAMASK's input files (geometry .vti, material.yaml, load.yaml, run.yaml), and DAMASK's
+reference cases run from their own files.
+
+The run entry points (polyfe2's run-config loader and ``run``) are imported here only, in
+:func:`run_case`."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import damask
 import numpy as np
 import yaml
+
+from polyfe2.simulation.config import Geometry, LoadCase, MaterialConfig, OutputOptions, RunConfig
+from polyfe2.solver.boundary import make_load_step
+from polyfe2.solver.options import SolverOptions
 
 AL_ELASTIC = {"type": "Hooke", "C_11": 106.75e9, "C_12": 60.41e9, "C_44": 28.34e9}
 AL_PLASTIC = {"type": "phenopowerlaw", "N_sl": [12], "a_sl": [2.25], "dot_gamma_0_sl": [1e-3],
@@ -39,35 +48,35 @@ def deformation(F, t=1.0, N=1):
         "discretization": {"t": t, "N": N}}
 
 
-def write_case(directory: Path, material_id: np.ndarray, phases: dict, materials: list,
-               steps: list, backend="taylor", solver=None, size=None, **run_extra) -> Path:
-    """materials: list of (phase name, [quaternion, ...]) with equal fractions per material."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def build_case(material_id: np.ndarray, phases: dict, materials: list, steps: list, backend="taylor",
+               solver=None, size=None, validate=True, **run_extra) -> RunConfig:
+    """An in-memory run config (``validate=False``: checked only when read back, e.g. for a backend
+    that only another process can import). materials: list of (phase name, [quaternion, ...]) with equal
+    fractions per material; steps: load.yaml entries."""
     cells = np.array(material_id.shape)
-    size = np.asarray(size if size is not None else cells * 1e-5, dtype=float)
-    damask.GeomGrid(material_id, size).save(directory / "grid.vti")
     K = len(materials[0][1])
-    config = damask.ConfigMaterial({
-        "homogenization": {"H": {"N_constituents": K,
-                                 "mechanical": {"type": "pass" if K == 1 else "isostrain"}}},
-        "phase": phases, "material": []})
-    for ph, Os in materials:
-        config["material"].append({"homogenization": "H", "constituents": [
-            {"phase": ph, "O": np.asarray(q, dtype=float).tolist(), "v": 1.0 / K} for q in Os]})
-    (directory / "material.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    load = {"solver": {"mechanical": "spectral_basic"}, "loadstep": steps}
-    (directory / "load.yaml").write_text(yaml.safe_dump(load, sort_keys=False))
-    run = {"geometry": "grid.vti", "material": "material.yaml", "load": "load.yaml", "backend": backend,
-           "device": "cpu", "output": {"directory": "results", "name": "case", "xdmf": False, "plots": False},
-           **run_extra}
-    if solver:
-        run["solver"] = solver
-    (directory / "run.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
-    return directory / "run.yaml"
+    O = np.array([np.asarray(Os, dtype=float) for _, Os in materials])
+    material = MaterialConfig.from_arrays(
+        phases, {"H": {"N_constituents": K, "mechanical": {"type": "pass" if K == 1 else "isostrain"}}},
+        homogenization="H", phase=[ph for ph, _ in materials], O=O, v=np.full(O.shape[:2], 1.0 / K))
+    geometry = Geometry.from_array(material_id, size=size if size is not None else cells * 1e-5)
+    load = LoadCase([make_load_step(st, file="load", index=i) for i, st in enumerate(steps)])
+    output = OutputOptions(**{"name": "case", "xdmf": False, "plots": False, **run_extra.pop("output", {})})
+    config = RunConfig(geometry, material, load, backend=backend, device="cpu", output=output,
+                       solver=SolverOptions.from_mapping(solver), **run_extra)
+    if validate:
+        config.validate()
+    return config
+
+
+def write_case(directory: Path, *args, **kwargs) -> Path:
+    """:func:`build_case` saved as DAMASK's files and run.yaml in ``directory``; returns run.yaml."""
+    return build_case(*args, **kwargs).save(directory)
 
 
 def run_case(path: Path, **overrides):
+    """Run ``run.yaml`` at ``path``; ``overrides`` replace top-level run keys (e.g. ``solver``).
+    Returns (summary, curve table, status rows)."""
     from polyfe2.simulation.config import load_run_config
     from polyfe2.io import read_curve, read_status
     from polyfe2.simulation.runner import run
@@ -84,3 +93,40 @@ def curve_tensor(curve, name, row=-1):
     unit = "" if name == "F" else "_MPa"
     base = name.split("_MPa")[0]
     return np.array([[curve[f"{base}_{i}{j}{unit}"][row] for j in (1, 2, 3)] for i in (1, 2, 3)])
+
+
+def run_damask_reference(ref: Path, directory: Path, solver=None):
+    """Run one of DAMASK's reference cases (a folder of shared/refs/damask) from its own,
+    unchanged input files with the ``taylor`` backend on the CPU; ``solver``: solver options."""
+    directory = Path(directory)
+    for f in ("grid.vti", "material.yaml", "load.yaml"):
+        shutil.copy(ref / f, directory / f)
+    run = {"geometry": "grid.vti", "material": "material.yaml", "load": "load.yaml", "backend": "taylor",
+           "device": "cpu", "output": {"xdmf": False, "plots": False}}
+    if solver:
+        run["solver"] = dict(solver)
+    (directory / "run.yaml").write_text(yaml.safe_dump(run))
+    return run_case(directory / "run.yaml")
+
+
+def read_damask_curve(ref: Path):
+    return np.genfromtxt(ref / "curve.csv", delimiter=",", names=True)
+
+
+def last_field(summary, label="P"):
+    """Per-cell ``label`` (N,3,3) at the last written increment of a run, in DAMASK's cell
+    order (x fastest), read back from the run's DADF5 file."""
+    r = damask.Result(summary.files["results (DADF5)"]).view(increments=-1)
+    data = r.place(label, flatten=False)
+    return np.asarray(next(iter(data.values()))["phase"]["mechanical"][label])
+
+
+def damask_last_field(ref: Path, label="P"):
+    """DAMASK's per-cell ``label`` at the last increment (fields_last.npz), in the same order."""
+    A = np.load(ref / "fields_last.npz")[label]  # (Nx,Ny,Nz,3,3)
+    return A.transpose(2, 1, 0, 3, 4).reshape(-1, 3, 3)
+
+
+def relative_rms(A, A_ref):
+    """RMS over the cells of |A − A_ref| (Frobenius) over the RMS of |A_ref|."""
+    return float(np.sqrt(np.mean(np.sum((A - A_ref) ** 2, axis=(1, 2))) / np.mean(np.sum(A_ref**2, axis=(1, 2)))))

@@ -15,15 +15,22 @@ import torch
 from ..errors import InputError
 
 # Slip-slip interaction types of the 12 fcc <110>{111} systems in DAMASK's order, copied from
-# DAMASK 3 src/crystal.f90 (lattice_interaction_SlipBySlip, FCC_INTERACTIONSLIPSLIP, the
-# octahedral 12x12 block; Madec & Kubin 2017, doi:10.1016/j.actamat.2016.12.040).
-# Rows: reacting (primary) system alpha, columns: acting (forest) system beta; DAMASK's
-# buildInteraction sets h(reacting, acting) = values(type), so h = values[TABLE - 1].
+# DAMASK 3.0.2 src/crystal.f90 (crystal_interaction_SlipBySlip, CF_INTERACTIONSLIPSLIP, the
+# octahedral 12x12 block; Madec & Kubin 2017, doi:10.1016/j.actamat.2016.12.040). DAMASK
+# < 3.0.2 had type 5 at [0][5] and [1][5]; its commit 2d82568f3 ("fix incorrect glissile
+# coefficient", in 3.0.2 and 3.1) made them 6, which restores the pattern of the rest of the
+# table: type 6 where the junction's Burgers vector b_alpha +- b_beta lies in the reacting
+# system's plane, type 5 where it lies in the acting system's plane, so type(a, b) = 5 exactly
+# when type(b, a) = 6 (tests/constitutive/test_interaction_table.py checks both).
+# Rows: reacting (primary) system alpha, columns: acting (forest) system beta. The Fortran
+# source lists the table line by line in this same layout (reshape fills columns, and
+# buildInteraction reads matrix(acting, reacting) into h(reacting, acting)), so
+# h = values[TABLE - 1].
 # Types: 1 self, 2 coplanar, 3 collinear, 4 Hirth lock, 5 glissile junction I,
 #        6 glissile junction II, 7 Lomer lock.
 FCC_SLIP_INTERACTION_TYPES = (
-    (1, 2, 2, 4, 7, 5, 3, 5, 5, 4, 6, 7),
-    (2, 1, 2, 7, 4, 5, 6, 4, 7, 5, 3, 5),
+    (1, 2, 2, 4, 7, 6, 3, 5, 5, 4, 6, 7),
+    (2, 1, 2, 7, 4, 6, 6, 4, 7, 5, 3, 5),
     (2, 2, 1, 5, 5, 3, 6, 7, 4, 7, 6, 4),
     (4, 7, 6, 1, 2, 2, 4, 6, 7, 3, 5, 5),
     (7, 4, 6, 2, 1, 2, 5, 3, 5, 6, 4, 7),

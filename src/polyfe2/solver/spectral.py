@@ -27,7 +27,7 @@ import torch
 from ..errors import InputError
 from .green import GreenOperator
 from .grid import Grid
-from .options import SolverOptions, parse_petsc_options
+from .options import REFERENCE_MEDIA, SolverOptions, parse_petsc_options
 
 def _petsc_message(error) -> str:
     """PETSc's error code as text (petsc4py's Error carries the code only)."""
@@ -35,11 +35,28 @@ def _petsc_message(error) -> str:
 
 
 def reference_stiffness(C: torch.Tensor, how: str) -> torch.Tensor:
-    """Reference medium C⁰ from the cell stiffnesses (N,3,3,3,3).
+    """Reference medium C⁰ (3,3,3,3) from the cell stiffnesses (see :class:`SolverOptions`).
 
-    'minmax' is DAMASK's choice, the component-wise mean of the stiffest and softest cell.
+    ``C`` is (Nx,Ny,Nz,3,3,3,3), or (N,3,3,3,3) already in DAMASK's cell order (x fastest).
+
+    'minmax' is DAMASK's ``C_minMaxAvg`` (``utilities_constitutiveResponse``, DAMASK 3.0.2
+    src/grid/grid_mech_utilities.f90): with the norm ``sum(dPdF**2)`` over the 81 components of
+    each cell's tangent, C⁰ = (dPdF of the cell with the largest norm + dPdF of the cell with the
+    smallest norm) / 2; on ties the first cell in DAMASK's order wins (strict comparisons). By
+    default DAMASK builds Γ⁰ once, from the tangent at F = I, Δt = 0, i.e. the elastic stiffness
+    passed here. The Frobenius norm does not change under rotation, so in a single-phase
+    polycrystal every cell has the same norm up to rounding, and which two grains are averaged
+    is decided by rounding, in DAMASK as here.
     """
+    if how not in REFERENCE_MEDIA:
+        raise ValueError(f"unknown reference medium {how!r}; expected one of {REFERENCE_MEDIA}")
+    if C.dim() == 7:
+        C = C.permute(2, 1, 0, 3, 4, 5, 6)  # x fastest, as DAMASK loops over its cells
+    C = C.reshape(-1, 3, 3, 3, 3)
     if how == "minmax":
+        norm = (C**2).sum(dim=(1, 2, 3, 4))
+        return 0.5 * (C[int(torch.argmax(norm))] + C[int(torch.argmin(norm))])
+    if how == "componentwise":
         return 0.5 * (C.amax(dim=0) + C.amin(dim=0))
     if how == "max":
         return C.amax(dim=0)
@@ -98,7 +115,8 @@ class SpectralSolver:
         self.PETSc = PETSc
         self.grid, self.model, self.options = grid, model, options
         self.device, self.dtype = C_ref.device, C_ref.dtype
-        self.green = GreenOperator(grid, reference_stiffness(C_ref, options.reference), options.derivative)
+        C0 = reference_stiffness(C_ref.reshape(*grid.cells, 3, 3, 3, 3), options.reference)
+        self.green = GreenOperator(grid, C0, options.derivative)
         self.C_avg = C_ref.mean(dim=0).cpu().numpy()
         comm = comm or PETSc.COMM_WORLD
         if comm.getSize() > 1:
