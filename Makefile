@@ -10,8 +10,10 @@ export OMP_NUM_THREADS ?= 2
 env:
 	@bash tools/bootstrap.sh $(VENV)
 
+# The compiled kernels (csrc/) are built by pip's build backend (scikit-build-core -> CMake) when
+# env installs polyfe2 editable into the venv; tools/build_kernels.sh, which env runs last,
+# re-installs when csrc/, CMakeLists.txt or pyproject.toml changed, and is a no-op otherwise.
 kernels: env
-	@bash tools/build_kernels.sh $(PY)
 
 demo: kernels
 	$(VENV)/bin/polyfe2 demo --out results/demo

@@ -47,9 +47,12 @@ if ! has petsc4py; then
   "${PIP[@]}" --no-build-isolation petsc4py
 fi
 
-if ! "$VPY" -c "import polyfe2, damask, h5py, meshio, scipy, matplotlib, yaml, pytest" >/dev/null 2>&1 \
-   || [ pyproject.toml -nt "$VENV/.polyfe2-installed" ]; then
-  log "installing polyfe2 and its Python dependencies"
-  "${PIP[@]}" -e ".[dev]"
-  touch "$VENV/.polyfe2-installed"
+# polyfe2 itself, editable, through its build backend: pip -> scikit-build-core -> CMakeLists.txt
+# compiles the kernels in csrc/ (CUDA too when nvcc is found) into the venv. build_kernels.sh
+# skips this when nothing changed since the last install and recompiles only what changed
+# otherwise; a missing dependency forces the install.
+if ! "$VPY" -c "import damask, h5py, meshio, scipy, matplotlib, yaml, pytest, hypothesis, importlinter" \
+     >/dev/null 2>&1; then
+  rm -f "$VENV/.polyfe2-installed"
 fi
+bash "$(dirname "${BASH_SOURCE[0]}")/build_kernels.sh" "$VPY"
