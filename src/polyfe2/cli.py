@@ -70,7 +70,6 @@ def _cmd_demo(args) -> int:
 
 def _cmd_datagen_gru(args) -> int:
     from .learn.datagen import generate
-    from .learn.spec import DatagenSpec
 
     spec = DatagenSpec(n_ve=args.n_ve, paths_per_ve=args.paths_per_ve, method=args.method, steps=args.steps,
                        max_strain=args.max_strain, sections=args.sections, dt=args.dt, seed=args.seed,
@@ -167,9 +166,14 @@ def _add_gru_commands(sub) -> None:
 
 def _cmd_inputs(args) -> int:
     from . import schema
+    from .constitutive import registry
     from .simulation import config  # noqa: F401  (declares the run-config, load and solver schemas)
 
-    print(schema.markdown(schema.documented()), end="")
+    backends = [registry.get(name).options_schema for name in registry.BUILTIN_MODULES]
+    order = ("run config (", "run config:", "numerics.yaml", "load.yaml", "material.yaml", "backend_options")
+    tables = sorted(schema.documented() + [s for s in backends if s.fields],
+                    key=lambda s: next(i for i, o in enumerate(order + ("",)) if s.title.startswith(o)))
+    print(schema.markdown(tables), end="")
     return 0
 
 

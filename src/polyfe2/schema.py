@@ -85,11 +85,13 @@ class Field:
                 "string": "a string", "mapping": "a mapping", "any": "a value"}.get(self.kind)
         if self.kind == "numbers":
             n = (f"{self.length} " if self.length else f"at least {self.min_length} " if self.min_length else "")
-            base = f"a list of {n}numbers"
+            base = "a list of one number" if self.length == 1 else f"a list of {n}numbers"
         bounds = []
-        if self.low is not None:
+        if self.low is not None and self.low == self.high:
+            bounds.append(f"= {self.low:g}")
+        elif self.low is not None:
             bounds.append(f"{'>' if self.open_low else '>='} {self.low:g}")
-        if self.high is not None:
+        if self.high is not None and self.low != self.high:
             bounds.append(f"{'<' if self.open_high else '<='} {self.high:g}")
         text = base + (" " + " and ".join(bounds) if bounds else "")
         return text + (f" ({self.unit})" if self.unit else "")

@@ -41,6 +41,7 @@ from typing import Mapping, Sequence
 import h5py
 import numpy as np
 
+from .. import __version__
 from ._common import flatten_cells, to_numpy
 
 __all__ = ["DADF5Writer", "DEFAULT_META"]
@@ -67,10 +68,6 @@ def _now() -> str:
 
 
 def _creator() -> str:
-    try:
-        from polyfe2 import __version__
-    except Exception:  # pragma: no cover
-        __version__ = "unknown"
     return f"polyfe2 {__version__}"
 
 

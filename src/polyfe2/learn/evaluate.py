@@ -19,6 +19,7 @@ import torch
 
 from ..constitutive.gru_network import CHECKPOINT_VERSION, GRUSurrogate
 from ..mechanics import voigt_to_tensor
+from .datagen import read_dataset
 
 __all__ = ["eq5_error", "predict", "error_stats", "evaluate_sets", "plot_error_per_step"]
 
@@ -108,8 +109,6 @@ def plot_examples(model: GRUSurrogate, data: dict, path: Path, n: int = 3) -> Pa
 def evaluate_sets(model_path: Path, sets: dict[str, Path], out: Path) -> dict:
     """Error report of ``model_path`` on named data sets: ``report.json``, ``errors.png`` and
     one ``examples_<name>.png`` per set in ``out``."""
-    from .datagen import read_dataset
-
     out.mkdir(parents=True, exist_ok=True)
     model = GRUSurrogate.load(model_path)
     report = {"model": str(model_path), "checkpoint_version": CHECKPOINT_VERSION, "meta": model.meta, "sets": {}}

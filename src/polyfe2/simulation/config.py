@@ -41,7 +41,7 @@ from ..errors import InputError
 from ..schema import Field, Schema, document
 from ..solver.boundary import LoadStep, check_load_path, make_load_step
 from ..solver.grid import Grid
-from ..solver.spectral import SolverOptions
+from ..solver.options import SolverOptions
 
 RUN = document(Schema("run config (run.yaml)", {
     "geometry": Field("string", "DAMASK geometry (.vti, cell data 'material'), relative to the run config"),

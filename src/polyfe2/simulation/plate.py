@@ -15,7 +15,7 @@ from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, grain_fractions, make
 from ..microstructure.materials import aluminium, soft_phase
 from ..microstructure.plate import graded_orientations, plate_layout
 from ..solver.boundary import make_load_step
-from ..solver.spectral import SolverOptions
+from ..solver.options import SolverOptions
 from .config import Geometry, LoadCase, MaterialConfig, OutputOptions, RunConfig
 
 #: cell edge of the plate, m
