@@ -80,7 +80,7 @@ def test_fractions_not_summing_to_one(case, capsys):
 def test_missing_file(case, capsys):
     (case.parent / "grid.vti").unlink()
     err = error_line(capsys, case)
-    assert "grid.vti" in err and "geometry file not found" in err
+    assert "run.yaml, key 'geometry': file not found" in err and "grid.vti" in err
 
 
 def test_geometry_ids_exceed_material_list(case, capsys):

@@ -524,6 +524,9 @@ class RunConfig:
         data.update(overrides or {})
         run = RUN.validate(data, file=path)
         base = path.parent
+        for key in ("geometry", "material", "load", "numerics"):
+            if run[key] is not None and not (base / run[key]).is_file():
+                raise InputError(f"file not found: {base / run[key]}", file=path, key=key)
         material = MaterialConfig.load(base / run["material"])
         load = LoadCase.load(base / run["load"])
         geometry = Geometry.load(base / run["geometry"])

@@ -29,9 +29,15 @@ from .green import GreenOperator
 from .grid import Grid
 from .options import REFERENCE_MEDIA, SolverOptions, parse_petsc_options
 
+#: PETSc error codes (petsc/include/petscerror.h) that bad options give
+_PETSC_ERRORS = {56: "not supported", 60: "wrong state", 62: "invalid argument", 63: "argument out of range",
+                 86: "unknown type"}
+
+
 def _petsc_message(error) -> str:
-    """PETSc's error code as text (petsc4py's Error carries the code only)."""
-    return str(error).strip().splitlines()[0] if str(error).strip() else f"error code {getattr(error, 'ierr', '?')}"
+    """PETSc's error as text (petsc4py's Error carries the code only)."""
+    code = getattr(error, "ierr", None)
+    return f"{_PETSC_ERRORS.get(code, 'error')}, PETSc error code {code}"
 
 
 def reference_stiffness(C: torch.Tensor, how: str) -> torch.Tensor:
