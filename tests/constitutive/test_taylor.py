@@ -221,8 +221,6 @@ def test_failure_is_per_point():
         assert torch.allclose(ri.P[0], r.P[i], rtol=1e-10, atol=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="taylor.evaluate does not check det F > 0 yet: an inverted or "
-                                       "collapsed cell comes back as a converged point")
 def test_non_positive_jacobian_is_a_failed_point():
     be = get("taylor")(AL)
     q = damask.Rotation.from_random(6, rng_seed=8).as_quaternion().reshape(3, 2, 4)

@@ -109,3 +109,45 @@ def test_command_line_prints_one_line_without_traceback(case):
                        env=env, timeout=120)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("polyfe2: error:")
+
+
+def test_run_config_saved_and_loaded_is_the_same_case(tmp_path):
+    """An in-memory case written with save() reads back with the same grid, materials, load and
+    options (the DAMASK files in between)."""
+    from polyfe2.simulation.config import RunConfig
+    from polyfe2.simulation.plate import plate_case
+
+    config, _ = plate_case(cells=(6, 8, 2), K=3, increments=3, solver={"derivative": "continuous", "N_iter_max": 50})
+    config.backends = {"Void": "elastic"}
+    path = config.save(tmp_path / "case")
+    back = RunConfig.load(path)
+    assert back.geometry.grid == config.geometry.grid
+    np.testing.assert_array_equal(back.geometry.material, config.geometry.material)
+    np.testing.assert_allclose(back.material.O, config.material.O, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(back.material.v, config.material.v, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(back.material.phase, config.material.phase)
+    assert back.material.phases == config.material.phases
+    assert len(back.load.steps) == 1
+    for a, b in zip(back.load.steps, config.load.steps):
+        np.testing.assert_array_equal(a.deformation_mask, b.deformation_mask)
+        np.testing.assert_array_equal(a.deformation, b.deformation)
+        np.testing.assert_array_equal(a.stress_mask, b.stress_mask)
+        assert (a.t, a.N, a.r, a.f_out) == (b.t, b.N, b.r, b.f_out)
+    assert back.solver == config.solver and back.solver.derivative == "continuous" and back.solver.N_iter_max == 50
+    assert back.backends == {"Void": "elastic"} and back.output.name == "plate"
+
+
+def test_numerics_yaml_maps_damask_keys_and_the_run_config_wins(case, capsys):
+    from polyfe2.simulation.config import load_run_config
+
+    (case.parent / "numerics.yaml").write_text(
+        "solver:\n  grid:\n    N_cutback_max: 5\n    mechanical:\n      N_iter_min: 2\n      N_iter_max: 30\n"
+        "      eps_abs_div(P): 2.0e-4\n      eps_rel_P: 2.0e-3\n    fft:\n      derivative: continuous\n")
+    s = load_run_config(case).solver
+    assert (s.N_cutback_max, s.N_iter_min, s.N_iter_max, s.eps_div_abs, s.eps_stress_rel, s.derivative) == \
+        (5, 2, 30, 2e-4, 2e-3, "continuous")
+    edit_yaml(case, lambda d: d.update(solver={"N_iter_max": 60}))
+    assert load_run_config(case).solver.N_iter_max == 60
+    (case.parent / "numerics.yaml").write_text("solver:\n  grid:\n    fft:\n      derivative: central_difference\n")
+    err = error_line(capsys, case)
+    assert "numerics.yaml" in err and "solver/grid/fft/derivative" in err

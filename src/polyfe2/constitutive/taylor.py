@@ -284,6 +284,7 @@ class TaylorBackend(Backend):
         c = self._constants(F)
         I = c["I"]
         okF = torch.isfinite(F).flatten(1).all(1)
+        okF = okF & (torch.linalg.det(torch.where(okF[:, None, None], F, I.expand_as(F))) > 0)   # no inverted cell
         Fs = torch.where(okF[:, None, None], F, I.expand_as(F))
         Fm = Fs[:, None].expand(N, K, 3, 3).reshape(M, 3, 3)
 
