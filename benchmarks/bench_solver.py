@@ -29,7 +29,6 @@ from pathlib import Path
 
 import damask
 import numpy as np
-import yaml
 
 #: name -> PETSc options; every setting of a table runs with the same reference medium and derivative
 SETTINGS = {
@@ -42,48 +41,40 @@ SETTINGS = {
     "fixed point (basic scheme)": "-snes_type nrichardson -snes_linesearch_type basic",
 }
 
-AL = {"lattice": "cF", "mechanical": {
-    "elastic": {"type": "Hooke", "C_11": 106.75e9, "C_12": 60.41e9, "C_44": 28.34e9},
-    "plastic": {"type": "phenopowerlaw", "N_sl": [12], "a_sl": [2.25], "dot_gamma_0_sl": [1e-3],
-                "h_0_sl-sl": [75e6], "h_sl-sl": [1, 1, 1.4, 1.4, 1.4, 1.4, 1.4], "n_sl": [20],
-                "xi_0_sl": [31e6], "xi_inf_sl": [63e6]}}}
+def build_case(n: int, case: str, increments: int):
+    """The benchmark's case as an in-memory run config (20 Voronoi grains; a spherical void for
+    ``elastic``)."""
+    from polyfe2.microstructure.materials import aluminium, soft_phase
+    from polyfe2.simulation.config import Geometry, MaterialConfig, OutputOptions, RunConfig
+    from polyfe2.simulation.plate import uniaxial_tension_x
 
-
-def write_inputs(directory: Path, n: int, case: str, increments: int) -> None:
     seeds = damask.seeds.from_random(np.ones(3), 20, rng_seed=1234)
-    grid = damask.GeomGrid.from_Voronoi_tessellation([n] * 3, np.ones(3), seeds)
-    mat = grid.material.copy()
-    q = damask.Rotation.from_random(20, rng_seed=5678).quaternion
-    phases = {"Al": AL}
-    materials = [{"homogenization": "SX", "constituents": [{"phase": "Al", "O": qi.tolist(), "v": 1.0}]} for qi in q]
+    mat = damask.GeomGrid.from_Voronoi_tessellation([n] * 3, np.ones(3), seeds).material.copy()
+    O = damask.Rotation.from_random(20, rng_seed=5678).quaternion
+    al = aluminium()
+    phases, phase = {"Al": al}, ["Al"] * 20
     if case == "elastic":
         x = (np.indices(mat.shape) + 0.5) / n - 0.5
         mat[(x**2).sum(axis=0) < 0.2**2] = 20
-        void = {"lattice": "cF", "mechanical": {"elastic": {k: v * 1e-6 if k != "type" else v
-                                                            for k, v in AL["mechanical"]["elastic"].items()}}}
-        phases["Void"] = void
-        materials.append({"homogenization": "SX", "constituents": [{"phase": "Void", "O": [1, 0, 0, 0], "v": 1.0}]})
-    damask.GeomGrid(mat, np.ones(3) * 1e-4).save(directory / "grid.vti")
-    (directory / "material.yaml").write_text(yaml.safe_dump({
-        "homogenization": {"SX": {"N_constituents": 1, "mechanical": {"type": "pass"}}},
-        "phase": phases, "material": materials}))
-    rate, t = 1e-3, (0.2 if case == "elastic" else 2.0)
-    (directory / "load.yaml").write_text(yaml.safe_dump({"solver": {"mechanical": "spectral_basic"}, "loadstep": [
-        {"boundary_conditions": {"mechanical": {"dot_F": [[rate, 0, 0], [0, "x", 0], [0, 0, "x"]],
-                                                "P": [["x", "x", "x"], ["x", 0, "x"], ["x", "x", 0]]}},
-         "discretization": {"t": t, "N": increments}}]}))
+        phases["Void"] = soft_phase(al)
+        phase.append("Void")
+        O = np.concatenate([O, [[1.0, 0, 0, 0]]])
+    material = MaterialConfig.from_arrays(phases, {"SX": {"N_constituents": 1, "mechanical": {"type": "pass"}}},
+                                          "SX", phase, O[:, None], np.ones((len(O), 1)))
+    t = 0.2 if case == "elastic" else 2.0
+    return RunConfig.build(Geometry.from_array(mat, size=np.ones(3) * 1e-4), material,
+                           uniaxial_tension_x(strain=1e-3 * t, increments=increments),
+                           backend="elastic" if case == "elastic" else "taylor",
+                           output=OutputOptions(xdmf=False, plots=False))
 
 
-def run_setting(directory: Path, case: str, options: dict):
-    from polyfe2.simulation.config import load_run_config
+def run_setting(directory: Path, config, options: dict):
+    from polyfe2.simulation.config import OutputOptions
     from polyfe2.simulation.runner import run
+    from polyfe2.solver.options import SolverOptions
 
-    (directory / "run.yaml").write_text(yaml.safe_dump({
-        "geometry": "grid.vti", "material": "material.yaml", "load": "load.yaml",
-        "backend": "elastic" if case == "elastic" else "taylor", "device": "auto",
-        "output": {"directory": "out", "xdmf": False, "plots": False},
-        "solver": {**options, "N_iter_max": 400, "N_cutback_max": 0}}))
-    config = load_run_config(directory / "run.yaml")
+    config = config.with_options(solver=SolverOptions.from_mapping({**options, "N_iter_max": 400, "N_cutback_max": 0}),
+                                 output=OutputOptions(directory=str(directory / "out"), xdmf=False, plots=False))
     t0 = time.perf_counter()
     try:
         s = run(config, progress=False, log=lambda *a: None)
@@ -109,7 +100,7 @@ def print_table(title, rows, n_vox, base=None):
 
 
 def main(argv=None):
-    from polyfe2.solver.spectral import DEFAULT_PETSC_OPTIONS, REFERENCE_MEDIA
+    from polyfe2.solver.options import DEFAULT_PETSC_OPTIONS, REFERENCE_MEDIA
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cells", type=int, default=32)
@@ -131,18 +122,18 @@ def main(argv=None):
     for case in args.cases:
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
-            write_inputs(d, args.cells, case, 1)  # warm-up (allocations, first FFT plans): not timed
-            run_setting(d, case, {"petsc_options": SETTINGS["ngmres m=8"]})
-            write_inputs(d, args.cells, case, args.increments)
+            # warm-up (allocations, first FFT plans): not timed
+            run_setting(d, build_case(args.cells, case, 1), {"petsc_options": SETTINGS["ngmres m=8"]})
+            config = build_case(args.cells, case, args.increments)
             if args.settings:
-                rows = [(name, run_setting(d, case, {"petsc_options": SETTINGS[name], "reference": args.reference,
+                rows = [(name, run_setting(d, config, {"petsc_options": SETTINGS[name], "reference": args.reference,
                                                      "derivative": args.derivative}))
                         for name in args.settings]
                 base = next((r[0].evaluations for name, r in rows if r is not None and name.startswith("fixed")), None)
                 print_table(f"case {case} ({n_vox} voxels), reference {args.reference}, derivative {args.derivative}",
                             rows, n_vox, base)
             for derivative in args.derivatives if args.references else []:
-                rows = [(f"reference {ref}", run_setting(d, case, {"petsc_options": DEFAULT_PETSC_OPTIONS,
+                rows = [(f"reference {ref}", run_setting(d, config, {"petsc_options": DEFAULT_PETSC_OPTIONS,
                                                                    "reference": ref, "derivative": derivative}))
                         for ref in args.references]
                 print_table(f"case {case} ({n_vox} voxels), default PETSc options, derivative {derivative}",
