@@ -6,6 +6,8 @@
     polyfe2 datagen gru --out FILE.h5 [--n-ve N] [--paths-per-ve P] [--method taylor|fullfield]
     polyfe2 train gru FILE.h5 [...] --out DIR
     polyfe2 evaluate gru MODEL.pt NAME=FILE.h5 [...] --out DIR
+    polyfe2 homogenize --geometry GRID.vti --material MATERIAL.yaml [--out C.json]
+    polyfe2 inputs          (the input reference, docs/inputs.md)
 
 User errors (bad input) print one line ``polyfe2: error: <file>, key '<key>': <what>`` and
 exit with status 2; a run that cannot converge exits with status 3 after writing all
@@ -26,7 +28,7 @@ def _cmd_run(args) -> int:
 
     overrides = {"device": args.device} if args.device else {}
     config = load_run_config(Path(args.config), overrides)
-    from .simulation.runner import run  # torch and PETSc: only once the inputs are valid
+    from .simulation.runner import run  # PETSc (and torch, if validation did not need it): now
 
     summary = run(config, progress=not args.no_progress)
     _report(summary)
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("backends", help="list the registered constitutive backends")
     p.set_defaults(func=_cmd_backends)
-    p = sub.add_parser("homogenize", help="homogenised elastic stiffness of a geometry + material (6 solves)")
+    p = sub.add_parser("homogenize", help="homogenised elastic stiffness (6x6, Mandel) of a geometry + material")
     p.add_argument("--geometry", required=True, help="DAMASK geometry (.vti)")
     p.add_argument("--material", required=True, help="DAMASK material.yaml")
     p.add_argument("--strain", type=float, default=1e-5, help="strain amplitude of the six load cases")

@@ -7,7 +7,7 @@ A :class:`Schema` is a table of :class:`Field` objects. It validates a mapping r
 The same tables render the input reference (``docs/inputs.md``, :func:`markdown`).
 
 Schemas are declared next to the code that uses the values (the run config in
-:mod:`polyfe2.simulation.config`, solver numerics in :mod:`polyfe2.solver.spectral`, material
+:mod:`polyfe2.simulation.config`, solver numerics in :mod:`polyfe2.solver.options`, material
 parameters in :mod:`polyfe2.constitutive.parameters`, a backend's options on its class) and
 listed for the documentation with :func:`document`.
 """
@@ -169,8 +169,6 @@ class Schema:
         Key -> :class:`Field`.
     doc : str
         A paragraph for the documentation.
-    extra_keys : tuple
-        Keys accepted but not checked here (nested mappings validated by their own schema).
     """
 
     def __init__(self, title: str, fields: Mapping[str, Field], doc: str = ""):

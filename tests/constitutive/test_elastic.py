@@ -7,7 +7,6 @@ import torch
 from polyfe2.microstructure.materials import aluminium
 
 from polyfe2.constitutive import MaterialPoints, get
-from polyfe2.constitutive import crystal
 from polyfe2.mechanics import cubic_stiffness, ddot42, rotate_stiffness
 from polyfe2.errors import InputError
 

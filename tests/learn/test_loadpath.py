@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from polyfe2.learn import loadpath as LP
 from polyfe2.mechanics import strain_log

@@ -1,7 +1,6 @@
 """The shipped GRU surrogate: file, metadata and accuracy on VEs and paths it never saw."""
 import json
 
-import numpy as np
 import pytest
 
 from polyfe2.constitutive.gru import shipped_model_path

@@ -69,6 +69,14 @@ BAD = {
         "expected a finite number", "loadstep[0]/boundary_conditions/mechanical/dot_F"),
     "det F <= 0": ("load.yaml", lambda p: edit_yaml(p, lambda d: load_step(d)["boundary_conditions"].update(
         mechanical={"F": [[-1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]})), "det F", "loadstep[0]/boundary_conditions/mechanical/F"),
+    "det F passes zero inside a step": ("load.yaml", lambda p: edit_yaml(p, lambda d: load_step(d)["boundary_conditions"].update(
+        mechanical={"F": [[-1.0, 0, 0], [0, -1.0, 0], [0, 0, 1.0]]})), "det F = 0", "loadstep[0]"),
+    "override backend without its options": ("run.yaml", lambda p: edit_yaml(p, lambda d: d.update(backends={"Aluminum": "gru"})),
+                                             "needs options", "backends/Aluminum"),
+    "mixed numbers of constituents": ("material.yaml", lambda p: edit_yaml(p, lambda d: (
+        d["homogenization"].update(SX={"N_constituents": 1, "mechanical": {"type": "pass"}}),
+        d["material"][0].update(homogenization="SX", constituents=[{"phase": "Void", "O": [1.0, 0, 0, 0], "v": 1.0}]))),
+        "one number of constituents", "homogenization"),
     "inverting rate": ("load.yaml", lambda p: edit_yaml(p, lambda d: load_step(d)["boundary_conditions"].update(
         mechanical={"dot_F": [[-0.1, 0, 0], [0, 0, 0], [0, 0, 0]]})), "det F", "loadstep[0]"),
     "unknown SNES type": ("run.yaml", lambda p: edit_yaml(p, lambda d: set_solver(d, petsc_options="-snes_type bogus")),

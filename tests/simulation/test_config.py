@@ -140,14 +140,22 @@ def test_run_config_saved_and_loaded_is_the_same_case(tmp_path):
 def test_numerics_yaml_maps_damask_keys_and_the_run_config_wins(case, capsys):
     from polyfe2.simulation.config import load_run_config
 
+    edit_yaml(case, lambda d: d.pop("solver"))   # as a user writes it: numerics.yaml alone sets the solver
     (case.parent / "numerics.yaml").write_text(
         "solver:\n  grid:\n    N_cutback_max: 5\n    mechanical:\n      N_iter_min: 2\n      N_iter_max: 30\n"
-        "      eps_abs_div(P): 2.0e-4\n      eps_rel_P: 2.0e-3\n    fft:\n      derivative: continuous\n")
+        "      eps_abs_div(P): 2.0e-4\n      eps_rel_P: 2.0e-3\n    FFT:\n      derivative: continuous\n")
     s = load_run_config(case).solver
     assert (s.N_cutback_max, s.N_iter_min, s.N_iter_max, s.eps_div_abs, s.eps_stress_rel, s.derivative) == \
         (5, 2, 30, 2e-4, 2e-3, "continuous")
     edit_yaml(case, lambda d: d.update(solver={"N_iter_max": 60}))
     assert load_run_config(case).solver.N_iter_max == 60
-    (case.parent / "numerics.yaml").write_text("solver:\n  grid:\n    fft:\n      derivative: central_difference\n")
+    (case.parent / "numerics.yaml").write_text("solver:\n  grid:\n    FFT:\n      derivative: central_difference\n")
     err = error_line(capsys, case)
-    assert "numerics.yaml" in err and "solver/grid/fft/derivative" in err
+    assert "numerics.yaml" in err and "solver/grid/FFT/derivative" in err
+
+
+def test_petsc_viewers_and_monitors_are_accepted(case, capsys):
+    """Options PETSc reads only while solving (monitors, viewers) are not 'unused'."""
+    edit_yaml(case, lambda d: d["solver"].update(petsc_options=d["solver"]["petsc_options"] + " -snes_monitor"))
+    assert main(["run", str(case), "--no-progress"]) == 0
+    assert "SNES Function norm" in capsys.readouterr().out

@@ -10,7 +10,7 @@
   built-in backends.
 
 The names below are imported on first use (PEP 562), so that naming or validating a backend
-does not load torch.
+does not load torch (checking a backend's options does: its schema is on its class).
 """
 from importlib import import_module
 

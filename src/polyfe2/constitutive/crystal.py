@@ -1,4 +1,5 @@
-"""Crystal kinematics and cubic elasticity shared by the ``elastic`` and ``taylor`` backends.
+"""Crystal kinematics shared by the backends: orientations as matrices, fcc slip systems, Schmid
+tensors and the latent-hardening table (the tensor maths is in :mod:`polyfe2.mechanics`).
 
 Conventions (DESIGN.md, "Conventions"): orientations are unit quaternions, scalar first,
 DAMASK's passive convention; ``R = damask.Rotation(q).as_matrix()`` maps lab coordinates to

@@ -31,7 +31,8 @@ from ..errors import InputError
 from ..schema import Field, Schema
 from ..kernels import GRUPrecomputed
 from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
-from ..mechanics import average_stiffness, cubic_stiffness, eye3, polar_decomposition, voigt_to_tensor
+from ..mechanics import (average_stiffness, bulk_modulus_cubic, cubic_stiffness, deviatoric, eye3,
+                         first_Piola_Kirchhoff, polar_decomposition, voigt_to_tensor)
 from .gru_network import GRUSurrogate
 from . import crystal
 from .base import Backend, MaterialPoints, Response, State
@@ -84,7 +85,7 @@ class GRUBackend(Backend):
 
     def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None, phase_name="NAME"):
         super().__init__(phase, options, source=source, base_dir=base_dir, phase_name=phase_name)
-        self.bulk = (self.C_11 + 2.0 * self.C_12) / 3.0
+        self.bulk = bulk_modulus_cubic(self.C_11, self.C_12)
         o = self.options
         base = Path(base_dir) if base_dir is not None else Path(".")
         self.descriptor_file = base / str(o["descriptors"])
@@ -166,10 +167,9 @@ class GRUBackend(Backend):
             h_new, y = self._fused.step(self.model.scale_F(U32).contiguous(), state["h"],
                                         GRUPrecomputed(state["gh"], state["gx_const"]))
             s_dev = self.model.unscale_stress(y)
-        s = voigt_to_tensor(s_dev.to(F.dtype))
-        s = s - torch.diagonal(s, dim1=-2, dim2=-1).sum(-1)[:, None, None] / 3.0 * I   # keep it deviatoric
+        s = deviatoric(voigt_to_tensor(s_dev.to(F.dtype)))   # keep it deviatoric
         sigma = R @ s @ R.transpose(-1, -2) + (self.bulk * torch.log(J) / J)[:, None, None] * I
-        P = J[:, None, None] * sigma @ torch.linalg.inv(Fs).transpose(-1, -2)
+        P = first_Piola_Kirchhoff(sigma, Fs)
         ok = ok & torch.isfinite(P).flatten(1).all(1)
         P = torch.where(ok[:, None, None], P, torch.zeros_like(P))
         return Response(P=P, state={"h": h_new, "m": state["m"], "C": state["C"]}, failed=~ok)

@@ -18,6 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..mechanics import stress_Cauchy
 from ._common import to_numpy
 
 __all__ = ["CURVE_COLUMNS", "STATUS_COLUMNS", "CurveWriter", "StatusWriter", "read_curve", "read_status", "curve_row"]
@@ -42,10 +43,8 @@ def _average(T) -> np.ndarray:
 
 def curve_row(increment: int, t: float, F, P) -> dict[str, float]:
     """One curve row from average (3,3) tensors or full fields (volume-averaged here)."""
-    import damask
-
     F_av, P_av = _average(F), _average(P)
-    sigma = damask.mechanics.stress_Cauchy(P_av, F_av)
+    sigma = stress_Cauchy(P_av, F_av)
     row: dict[str, float] = {"increment": int(increment), "t_s": float(t)}
     for n, ij in enumerate(_IJ):
         i, j = divmod(n, 3)

@@ -45,7 +45,7 @@ from ..simulation.config import Geometry, LoadCase, MaterialConfig, OutputOption
 from ..simulation.runner import run
 from ..solver.boundary import make_load_step
 from .loadpath import idealised_path, random_monotonic_path
-from .spec import LOADS, METHODS, TEXTURES, DatagenSpec
+from .spec import DatagenSpec
 
 __all__ = ["DatagenSpec", "generate", "compute_chunk", "taylor_labels", "fullfield_labels", "average_sigma_dev",
            "sample_descriptor", "grain_fractions", "read_dataset", "DATASET_FORMAT"]

@@ -29,7 +29,7 @@ Submodules
 from .elasticity import average_stiffness, bulk_modulus_cubic, cubic_stiffness, rotate_stiffness
 from .kinematics import expm_sym, green_lagrange, isochoric, logm_spd, polar_decomposition, strain_log
 from .stress import equivalent_stress_Mises, first_Piola_Kirchhoff, stress_Cauchy, stress_second_Piola_Kirchhoff
-from .tensor import (STRESS_ORDER, VOIGT_PAIRS, ddot42, deviatoric, eye3, from_mandel, spherical, symmetric,
+from .tensor import (MANDEL_WEIGHTS, STRESS_ORDER, VOIGT_PAIRS, ddot42, deviatoric, eye3, from_mandel, spherical, symmetric,
                      tensor_to_voigt, to_mandel, trace, transpose, voigt_to_tensor)
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "deviatoric",
     "ddot42",
     "VOIGT_PAIRS",
+    "MANDEL_WEIGHTS",
     "STRESS_ORDER",
     "tensor_to_voigt",
     "voigt_to_tensor",

@@ -47,8 +47,8 @@ STRESS_ORDER = ("11", "22", "33", "23", "13", "12")
 
 # position in VOIGT_PAIRS of the component (i, j), for both triangles
 _VOIGT_INDEX = ((0, 5, 4), (5, 1, 3), (4, 3, 2))
-# Mandel weights: 1 on the normal, sqrt(2) on the shear components
-_MANDEL_WEIGHT = (1.0, 1.0, 1.0, math.sqrt(2.0), math.sqrt(2.0), math.sqrt(2.0))
+#: Mandel weights of the components in VOIGT_PAIRS order: 1 on the normal, sqrt(2) on the shear ones
+MANDEL_WEIGHTS = (1.0, 1.0, 1.0, math.sqrt(2.0), math.sqrt(2.0), math.sqrt(2.0))
 
 
 def eye3(like: Array) -> Array:
@@ -277,7 +277,7 @@ def to_mandel(C: Array) -> Array:
     C = asarray(C)
     check_shape(C, (3, 3, 3, 3), "C")
     m = xp(C)
-    w = _MANDEL_WEIGHT
+    w = MANDEL_WEIGHTS
     return m.stack([m.stack([w[a] * w[b] * C[..., i, j, k, l] for b, (k, l) in enumerate(VOIGT_PAIRS)], -1)
                     for a, (i, j) in enumerate(VOIGT_PAIRS)], -2)
 
@@ -311,7 +311,7 @@ def from_mandel(M: Array) -> Array:
     M = asarray(M)
     check_shape(M, (6, 6), "M")
     m = xp(M)
-    w = _MANDEL_WEIGHT
+    w = MANDEL_WEIGHTS
     idx = [(_VOIGT_INDEX[i][j], _VOIGT_INDEX[k][l])
            for i in range(3) for j in range(3) for k in range(3) for l in range(3)]
     flat = m.stack([M[..., a, b] / (w[a] * w[b]) for a, b in idx], -1)

@@ -3,7 +3,8 @@
 A :class:`RunConfig` holds a :class:`Geometry` (grid and material ID per cell), a
 :class:`MaterialConfig` (phases, homogenizations and the constituents of every material), a
 :class:`LoadCase` (load steps), the backend choice, the device, the output and the solver
-options. It is validated once, when it is made; :meth:`RunConfig.save` writes DAMASK's files
+options. :meth:`RunConfig.load` and :meth:`RunConfig.build` validate it once, up front
+(:meth:`RunConfig.validate`); :meth:`RunConfig.save` writes DAMASK's files
 (``grid.vti``, ``material.yaml``, ``load.yaml``) and the run config, :meth:`RunConfig.load`
 reads them back. Run config (YAML), paths relative to it::
 
@@ -16,15 +17,16 @@ reads them back. Run config (YAML), paths relative to it::
     backends: {}                  # per-phase override, e.g. {Void: elastic}
     device: auto                  # auto | cpu | cuda | cuda:N
     output: {directory: results, name: <config stem>, xdmf: true, plots: true}
-    solver: {...}                 # polyfe2.solver.spectral.SOLVER; wins over numerics.yaml
+    solver: {...}                 # polyfe2.solver.options.SOLVER; wins over numerics.yaml
 
 Every key is declared in a :class:`~polyfe2.schema.Schema` (here, in
-:mod:`polyfe2.solver.spectral`, :mod:`polyfe2.solver.boundary` and
+:mod:`polyfe2.solver.options`, :mod:`polyfe2.solver.boundary` and
 :mod:`polyfe2.constitutive.parameters`); every problem is one
 :class:`~polyfe2.errors.InputError` line naming the file, the key and the expected value.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
@@ -35,7 +37,7 @@ import numpy as np
 import yaml
 
 from ..constitutive import registry
-from ..constitutive.parameters import check_phase
+from ..constitutive.parameters import check_phase, has_plasticity
 from ..devices import check_device_name
 from ..errors import InputError
 from ..schema import Field, Schema, document
@@ -104,7 +106,7 @@ NUMERICS_GRID = document(Schema("numerics.yaml: solver/grid", {
                                   default=None, low=1),
     "PETSc_options": Field("string", "PETSc options added to solver/petsc_options", default=None),
     "mechanical": Field("mapping", "(below)", default=None),
-    "fft": Field("mapping", "(below)", default=None),
+    "FFT": Field("mapping", "(below)", default=None),
 }))
 NUMERICS_MECHANICAL = document(Schema("numerics.yaml: solver/grid/mechanical", {
     "N_iter_min": Field("integer", "-> solver/N_iter_min", default=None, low=0),
@@ -117,11 +119,16 @@ NUMERICS_MECHANICAL = document(Schema("numerics.yaml: solver/grid/mechanical", {
                           choices=(False,)),
     "PETSc_options": Field("string", "PETSc options added to solver/petsc_options", default=None),
 }))
-NUMERICS_FFT = document(Schema("numerics.yaml: solver/grid/fft", {
+NUMERICS_FFT = document(Schema("numerics.yaml: solver/grid/FFT", {
     "derivative": Field("choice", "-> solver/derivative: continuous, or FWBW_difference (= rotated)",
                         default=None, choices=("continuous", "FWBW_difference")),
     "divergence_correction": Field("choice", "lengths in voxel spacings (polyfe2's only choice)", default=None,
-                                   choices=("grid+size",)),
+                                   choices=("grid+size", "size+grid")),
+    "PETSc_options": Field("string", "PETSc options of DAMASK's FFT solvers (no effect in polyfe2)", default=None),
+    "alpha": Field("number", "polarization scheme parameter (spectral_polarization: no effect)", default=None),
+    "beta": Field("number", "polarization scheme parameter (spectral_polarization: no effect)", default=None),
+    "eps_abs_curl(F)": Field("number", "polarization compatibility tolerance (no effect)", default=None),
+    "eps_rel_curl(F)": Field("number", "polarization compatibility tolerance (no effect)", default=None),
     "memory_efficient": Field("boolean", "Γ applied without storing it (polyfe2 always does)", default=None),
     "FFTW_timelimit": Field("number", "FFTW planning time (torch.fft plans itself: no effect)", default=None),
     "FFTW_plan_mode": Field("string", "FFTW planning mode (torch.fft plans itself: no effect)", default=None),
@@ -277,12 +284,38 @@ class MaterialConfig:
 
     @classmethod
     def from_arrays(cls, phases: dict, homogenizations: dict, homogenization, phase, O, v) -> "MaterialConfig":
-        """Build and validate from arrays (one entry per material)."""
-        O = np.asarray(O, dtype=float)
-        n = O.shape[0]
-        cfg = cls(dict(phases), dict(homogenizations), np.broadcast_to(np.asarray(homogenization, dtype=str), (n,)),
-                  np.broadcast_to(np.asarray(phase, dtype=str), (n,)), O, np.asarray(v, dtype=float))
-        return cls.from_mapping(cfg.to_mapping())
+        """Build and validate from arrays (one entry per material; vectorised checks, the same
+        rules as :meth:`from_mapping`). ``O`` (n, K, 4), ``v`` (n, K); a material with fewer
+        constituents than K has fraction 0 in the padding."""
+        skeleton = cls.from_mapping({"homogenization": homogenizations, "phase": phases, "material": [
+            {"homogenization": h, "constituents": [{"phase": next(iter(phases)), "O": [1.0, 0, 0, 0],
+                                                   "v": 1.0 / d["N_constituents"]}] * d["N_constituents"]}
+            for h, d in homogenizations.items()]})
+        O = np.array(O, dtype=float)
+        n = O.shape[0] if O.ndim == 3 else 0
+        v = np.asarray(v, dtype=float)
+        if O.ndim != 3 or O.shape[2] != 4 or v.shape != O.shape[:2]:
+            raise InputError(f"expected O (n, K, 4) and v (n, K), got {O.shape} and {v.shape}", key="material")
+        hom = np.broadcast_to(np.asarray(homogenization, dtype=str), (n,)).copy()
+        ph = np.broadcast_to(np.asarray(phase, dtype=str), (n,)).copy()
+        for names, defined, key in ((hom, skeleton.homogenizations, "homogenization"), (ph, skeleton.phases, "phase")):
+            unknown = sorted(set(np.unique(names)) - set(defined))
+            if unknown:
+                raise InputError(f"{key} {unknown[0]!r} is not defined; defined: {sorted(defined)}", key=key)
+        N = np.array([skeleton.homogenizations[h]["N_constituents"] for h in np.unique(hom)])
+        N = N[np.searchsorted(np.unique(hom), hom)]
+        used = np.arange(O.shape[1])[None, :] < N[:, None]
+        checks = (("orientations must be finite unit quaternions", ~np.isfinite(O).all(-1) |
+                   (used & (np.abs(np.linalg.norm(O, axis=-1) - 1.0) > 1e-6))),
+                  ("volume fractions must be in [0, 1], 0 beyond N_constituents", ~((v >= 0) & (v <= 1) & (used | (v == 0)))),
+                  ("volume fractions of a material must sum to 1", np.abs(v.sum(1) - 1.0)[:, None] > 1e-6))
+        for what, bad in checks:
+            if bad.any():
+                i = int(np.argwhere(bad)[0][0])
+                raise InputError(f"{what}; material {i} has O {O[i].tolist()}, v {v[i].tolist()}", key=f"material[{i}]")
+        O[~used] = (1.0, 0.0, 0.0, 0.0)
+        O = np.where(O[..., :1] < 0, -O, O)
+        return cls(skeleton.phases, skeleton.homogenizations, hom, ph, O, v)
 
     @classmethod
     def load(cls, path: Path) -> "MaterialConfig":
@@ -424,11 +457,11 @@ def numerics_to_solver(path: Path) -> dict:
         raise InputError("expected 'grid' only (polyfe2 is a grid solver)", file=path, key="solver")
     grid = NUMERICS_GRID.validate(solver.get("grid"), file=path, prefix="solver/grid")
     mech = NUMERICS_MECHANICAL.validate(grid["mechanical"], file=path, prefix="solver/grid/mechanical")
-    fft = NUMERICS_FFT.validate(grid["fft"], file=path, prefix="solver/grid/fft")
+    fft = NUMERICS_FFT.validate(grid["FFT"], file=path, prefix="solver/grid/FFT")
     out = {_NUMERICS_TO_SOLVER[k]: v for k, v in {**grid, **mech}.items() if k in _NUMERICS_TO_SOLVER and v is not None}
     if fft["derivative"] is not None:
         out["derivative"] = "continuous" if fft["derivative"] == "continuous" else "rotated"
-    extra = " ".join(o for o in (grid["PETSc_options"], mech["PETSc_options"]) if o)
+    extra = " ".join(o for o in (grid["PETSc_options"], mech["PETSc_options"]) if o)   # all go to polyfe2's SNES
     if extra:
         out["petsc_options"] = f"{SolverOptions().petsc_options} {extra}"
     return out
@@ -482,8 +515,7 @@ class RunConfig:
         else ``elastic``."""
         if phase in self.backends:
             return self.backends[phase]
-        plastic = (self.material.phases[phase]["mechanical"].get("plastic") or {}).get("type", "none")
-        return self.backend if plastic != "none" else "elastic"
+        return self.backend if has_plasticity(self.material.phases[phase]) else "elastic"
 
     # -- making and checking -----------------------------------------------------------------
     @classmethod
@@ -511,10 +543,21 @@ class RunConfig:
         out = self.output_dir
         if out.exists() and not out.is_dir():
             raise InputError(f"{out} exists and is not a directory", file=file, key="output/directory")
-        used = {self.backend_of(p) for p in np.unique(self.material.phase[np.unique(self.geometry.material)])}
-        if self.backend in used:   # the backend's own option schema (imports its module)
-            schema = registry.get(self.backend).options_schema
-            schema.validate(self.backend_options, file=file, prefix="backend_options")
+        Ks = self.material.n_constituents()
+        if (Ks != Ks.max()).any():
+            raise InputError(f"materials with {sorted(set(Ks.tolist()))} constituents; the results (DADF5) need one "
+                             "number of constituents for all materials", file=mat_file, key="homogenization")
+        phases = np.unique(self.material.phase[np.unique(self.geometry.material)])
+        for phase in phases:   # each backend's own option schema (imports its module, and so torch)
+            name = self.backend_of(str(phase))
+            options, key = (self.backend_options, "backend_options") if name == self.backend else ({}, f"backends/{phase}")
+            try:
+                registry.get(name).options_schema.validate(options, file=file, prefix="backend_options")
+            except InputError as e:
+                if name == self.backend:
+                    raise
+                raise InputError(f"backend {name!r} needs options ({e.message}); backend_options serve only "
+                                 f"'{self.backend}': make {name!r} the run's backend", file=file, key=key) from None
 
     @classmethod
     def load(cls, path: Path, overrides: dict | None = None) -> "RunConfig":
@@ -554,9 +597,7 @@ class RunConfig:
                          if getattr(self.output, k) != getattr(default, k)}
         if not out["output"]:
             del out["output"]
-        solver = self.solver.to_mapping()
-        if solver:
-            out["solver"] = solver
+        out["solver"] = dataclasses.asdict(self.solver)   # all of them: a numerics.yaml beside must not change it
         return out
 
     def save(self, directory: Path, name: str = "run.yaml") -> Path:
@@ -564,16 +605,12 @@ class RunConfig:
         the config then refers to them (``path``). Returns the run config's path."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.geometry.path = self.geometry.save(directory / "grid.vti")
-        self.material.path = self.material.save(directory / "material.yaml")
-        self.load.path = self.load.save(directory / "load.yaml")
+        self.geometry = replace(self.geometry, path=self.geometry.save(directory / "grid.vti"))
+        self.material = replace(self.material, path=self.material.save(directory / "material.yaml"))
+        self.load = replace(self.load, path=self.load.save(directory / "load.yaml"))
         self.path = directory / name
         _write_text(self.path, yaml.safe_dump(self.to_mapping(), sort_keys=False))
         return self.path
-
-    def text(self) -> str:
-        """The run config as YAML (as saved)."""
-        return yaml.safe_dump(self.to_mapping(), sort_keys=False)
 
     def with_options(self, **changes) -> "RunConfig":
         """A copy with some fields replaced (e.g. ``device``), validated."""

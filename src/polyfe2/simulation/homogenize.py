@@ -11,13 +11,13 @@ Green operator and PETSc's solver are built once and serve all twelve solves.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import numpy as np
 import torch
 
-from ..mechanics import VOIGT_PAIRS, from_mandel, symmetric, tensor_to_voigt
+from ..errors import InputError, SolverError
+from ..mechanics import MANDEL_WEIGHTS, VOIGT_PAIRS, from_mandel, symmetric, tensor_to_voigt
 from ..solver.spectral import SpectralSolver
 from .config import Geometry, LoadCase, MaterialConfig, RunConfig
 from .runner import build_material_model
@@ -27,7 +27,7 @@ STRAIN = 1e-5
 #: equilibrium tolerance relative to max|P̄| (tight: the stiffness is P̄ / ε)
 EPS_DIV_REL = 1e-7
 
-_W = np.array([1.0, 1.0, 1.0, math.sqrt(2.0), math.sqrt(2.0), math.sqrt(2.0)])
+_W = np.array(MANDEL_WEIGHTS)
 
 
 def mandel_unit_strain(b: int) -> np.ndarray:
@@ -51,6 +51,8 @@ def homogenized_stiffness(config: RunConfig, strain: float = STRAIN, device: str
     Its geometry and materials are used; the load, backend choice and outputs are not (every
     phase is elastic). ``from_mandel`` turns it into C̄_ijkl.
     """
+    if not (isinstance(strain, (int, float)) and 0 < strain <= 1e-2):
+        raise InputError(f"expected a strain amplitude in (0, 1e-2], got {strain!r}", key="--strain")
     phases = list(config.material.phases)
     solver = replace(config.solver, eps_div_rel=EPS_DIV_REL, eps_div_abs=1e-12, N_iter_min=1, N_iter_max=500)
     config = replace(config, backends={p: "elastic" for p in phases}, solver=solver)
@@ -68,7 +70,8 @@ def homogenized_stiffness(config: RunConfig, strain: float = STRAIN, device: str
             guess = I + torch.as_tensor(F_aim - np.eye(3), device=dev, dtype=dtype)
             res = spectral.solve(guess, I, state, 1.0, F_aim, np.zeros((3, 3)), none, np.zeros((3, 3, 3, 3)))
             if not res.converged:
-                raise RuntimeError(f"elastic load case {b} did not converge ({res.reason})")
+                raise SolverError(f"elastic load case {b} ({'+' if sign > 0 else '-'}ε) did not converge "
+                                  f"({res.reason})")
             C[:, b] += sign * tensor_to_voigt(symmetric(res.P_av)) * _W / (2.0 * strain)
     return 0.5 * (C + C.T)   # the major symmetry, up to the solver's tolerance
 

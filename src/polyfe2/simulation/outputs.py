@@ -30,9 +30,6 @@ class RunOutputs:
         Ks = mat.n_constituents()
         self.K = K = int(Ks.max())
         self.material_id = config.geometry.material
-        if (Ks != K).any():
-            raise InputError(f"materials with {sorted(set(Ks.tolist()))} constituents; the DADF5 layout needs one "
-                             "number of constituents for all", file=mat.path or "material", key="homogenization")
         materials = [dict(homogenization=str(h), phases=[str(p)] * K) for h, p in zip(mat.homogenization, mat.phase)]
         def text(path, content):   # the file as the user wrote it, else as polyfe2 would write it
             return Path(path).read_text() if path is not None else yaml.safe_dump(content(), sort_keys=False)

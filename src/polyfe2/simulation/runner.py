@@ -25,6 +25,7 @@ def build_material_model(config: RunConfig, device: torch.device, dtype=torch.fl
     O = torch.as_tensor(mat.O, device=device, dtype=dtype)
     v = torch.as_tensor(mat.v, device=device, dtype=dtype)
     groups = []
+    n_constituents = mat.n_constituents()
     for phase, pdata in mat.phases.items():
         in_phase = np.flatnonzero(mat.phase == phase)
         index = torch.nonzero(torch.isin(ids, torch.as_tensor(in_phase, device=device))).squeeze(1)
@@ -39,7 +40,7 @@ def build_material_model(config: RunConfig, device: torch.device, dtype=torch.fl
         except InputError as e:  # backend options come from the run config
             raise (InputError(e.message, file=config.path, key=e.key) if e.file is None else e) from None
         extra = {k: t.to(device) for k, t in backend.point_data(cell_ids.cpu().numpy()).items()}
-        K = int(mat.n_constituents()[in_phase].max())
+        K = int(n_constituents[in_phase].max())
         points = MaterialPoints(O[cell_ids, :K], v[cell_ids, :K], cell_ids, extra)
         groups.append(PhaseGroup(phase, backend, index, points))
     return MaterialModel(groups, int(ids.numel()))

@@ -205,9 +205,11 @@ def make_load_step(entry: dict, *, file, index: int) -> LoadStep:
 def check_load_path(steps: list[LoadStep], *, file) -> None:
     """det F > 0 along the prescribed average deformation.
 
-    The average F at the end of every step is known where the step and those before it prescribe
-    every component by deformation; there it must have a positive determinant (a NaN, an
-    infinity or det F <= 0 would only show later as an increment that does not converge).
+    The average F is known where a step and those before it prescribe every component by
+    deformation; there it must have a positive determinant at the end of every increment (F moves
+    linearly within a step, so det F can pass through zero between the start and the end). A NaN,
+    an infinity or det F <= 0 would otherwise only show later as an increment that does not
+    converge.
     """
     F = np.eye(3)
     known = True
@@ -215,10 +217,16 @@ def check_load_path(steps: list[LoadStep], *, file) -> None:
         known = s.deformation_mask.all() and (known or not s.deformation_is_rate)
         if not known:
             continue
-        F = F + s.deformation * s.t if s.deformation_is_rate else s.deformation
-        if not np.isfinite(F).all() or np.linalg.det(F) <= 0:
-            raise InputError(f"the average F at the end of this step has det F = {np.linalg.det(F):.6g}; "
+        end = F + s.deformation * s.t if s.deformation_is_rate else s.deformation
+        fractions = np.cumsum(s.increments()) / s.t
+        path = F + (end - F) * fractions[:, None, None]
+        det = np.linalg.det(path)
+        bad = ~np.isfinite(path).all(axis=(1, 2)) | (det <= 0)
+        if bad.any():
+            n = int(np.argmax(bad))
+            raise InputError(f"the average F at the end of increment {n + 1} of this step has det F = {det[n]:.6g}; "
                              "expected det F > 0", file=file, key=f"loadstep[{i}]")
+        F = end
 
 
 def _tensor_with_x(values: np.ndarray, mask: np.ndarray) -> list:

@@ -1,6 +1,6 @@
 """Numerical options of the spectral solver (DAMASK's names and defaults where DAMASK has them).
 
-Kept apart from :mod:`.spectral` so that validating a run config needs neither torch nor PETSc.
+Kept apart from :mod:`.spectral` so that checking these options needs neither torch nor PETSc.
 """
 from __future__ import annotations
 

@@ -155,8 +155,10 @@ class SpectralSolver:
             raise InputError(f"PETSc rejected the options '{option_string}' ({_petsc_message(e)})",
                              key="solver/petsc_options") from None
         finally:
-            unused = [n for n in names if not opts.used(n)]
-            for name in set(opts.getAll()) & set(names):
+            # viewers and monitors are read when the solver runs, not at setFromOptions: keep them
+            later = [n for n in names if "view" in n or "monitor" in n]
+            unused = [n for n in names if n not in later and not opts.used(n)]
+            for name in (set(opts.getAll()) & set(names)) - set(later):
                 opts.delValue(name)  # the database is global: keep one run's options from the next
         if unused:
             raise InputError(f"PETSc did not use the option(s) {['-' + n[len(prefix):] for n in unused]} "
