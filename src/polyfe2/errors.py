@@ -9,7 +9,9 @@ class InputError(ValueError):
 
     def __init__(self, message: str, *, file=None, key=None):
         where = ", ".join(p for p in (f"{file}" if file else "", f"key '{key}'" if key else "") if p)
-        super().__init__(f"{where}: {message}" if where else message)
+        text = f"{where}: {message}" if where else message
+        # one line, whatever names or values the input held (a key may contain a line break)
+        super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))
         self.message = message
         self.file = file
         self.key = key
