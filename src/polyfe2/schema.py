@@ -30,7 +30,7 @@ class _Required:
 #: the default of a field that must be given
 REQUIRED = _Required()
 
-_KINDS = ("number", "integer", "boolean", "string", "choice", "numbers", "mapping", "any")
+_KINDS = ("number", "integer", "boolean", "string", "file", "choice", "numbers", "mapping", "any")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class Field:
     Parameters
     ----------
     kind : str
-        ``number`` (finite real), ``integer``, ``boolean``, ``string``, ``choice`` (one of
+        ``number`` (finite real), ``integer``, ``boolean``, ``string``, ``file`` (a path, relative
+        to the file that names it), ``choice`` (one of
         ``choices``), ``numbers`` (a list of finite reals, ``length`` long when given),
         ``mapping`` or ``any`` (checked by the code that uses it).
     description : str
@@ -82,7 +83,7 @@ class Field:
         if self.kind == "choice":
             return "one of " + ", ".join(str(c) for c in self.choices)
         base = {"number": "a number", "integer": "an integer", "boolean": "true or false",
-                "string": "a string", "mapping": "a mapping", "any": "a value"}.get(self.kind)
+                "string": "a string", "file": "a file name", "mapping": "a mapping", "any": "a value"}.get(self.kind)
         if self.kind == "numbers":
             n = (f"{self.length} " if self.length else f"at least {self.min_length} " if self.min_length else "")
             base = "a list of one number" if self.length == 1 else f"a list of {n}numbers"
@@ -119,7 +120,7 @@ class Field:
             if not isinstance(value, bool):
                 raise bad()
             return value
-        if k == "string":
+        if k in ("string", "file"):
             if not isinstance(value, str) or not value:
                 raise bad()
             return value

@@ -56,3 +56,12 @@ def test_gru_demo_runs_with_the_shipped_model_and_follows_taylor(tmp_path, capsy
 def test_gru_demo_rejects_other_K(capsys):
     assert main(["demo", "--backend", "gru", "--K", "4", "--out", "/nonexistent"]) == 2
     assert "--K" in capsys.readouterr().err
+
+
+def test_saving_a_loaded_case_elsewhere_keeps_its_descriptor_file(tmp_path):
+    run = write_plate_case(tmp_path / "a", cells=(8, 8, 1), K=20, backend="gru")
+    config = load_run_config(run)
+    moved = config.save(tmp_path / "b" / "deeper")
+    again = load_run_config(moved)
+    target = (moved.parent / again.backend_options["descriptors"]).resolve()
+    assert target == (tmp_path / "a" / "descriptors.h5").resolve() and target.is_file()

@@ -74,9 +74,9 @@ class GRUBackend(Backend):
     """
 
     options_schema = Schema("backend_options (gru)", {
-        "descriptors": Field("string", "HDF5 file with dataset 'descriptor' (n_materials, 20, 7), relative to "
+        "descriptors": Field("file", "HDF5 file with dataset 'descriptor' (n_materials, 20, 7), relative to "
                              "the run config"),
-        "model": Field("string", "model file (.pt), relative to the run config; default: the shipped model",
+        "model": Field("file", "model file (.pt), relative to the run config; default: the shipped model",
                        default=None),
         "kernels": Field("choice", "compiled kernels when built (auto), the split step in torch (reference) "
                          "or nn.GRU every evaluation (torch)", default="auto", choices=("auto", "reference", "torch")),

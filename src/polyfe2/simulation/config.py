@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -600,11 +601,26 @@ class RunConfig:
         out["solver"] = dataclasses.asdict(self.solver)   # all of them: a numerics.yaml beside must not change it
         return out
 
+    def _rebased_options(self, directory: Path) -> dict:
+        """backend_options with relative ``file`` options expressed relative to ``directory``."""
+        fields = registry.get(self.backend).options_schema.fields
+        out = dict(self.backend_options)
+        for key, value in out.items():
+            if key in fields and fields[key].kind == "file" and isinstance(value, str) and not Path(value).is_absolute():
+                out[key] = os.path.relpath((self.base_dir / value).resolve(), directory.resolve())
+        return out
+
     def save(self, directory: Path, name: str = "run.yaml") -> Path:
         """Write grid.vti, material.yaml, load.yaml and the run config into ``directory``;
-        the config then refers to them (``path``). Returns the run config's path."""
+        the config then refers to them (``path``). Returns the run config's path.
+
+        Relative file options of the backend (e.g. gru's ``descriptors``) of a config read from
+        a file are rewritten to point at the same files from ``directory``; those of a config
+        built in memory are taken as relative to ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.path is not None:   # file options were relative to the old run config: keep them pointing there
+            self.backend_options = self._rebased_options(directory)
         self.geometry = replace(self.geometry, path=self.geometry.save(directory / "grid.vti"))
         self.material = replace(self.material, path=self.material.save(directory / "material.yaml"))
         self.load = replace(self.load, path=self.load.save(directory / "load.yaml"))
