@@ -7,6 +7,7 @@
     polyfe2 train gru FILE.h5 [...] --out DIR
     polyfe2 evaluate gru MODEL.pt NAME=FILE.h5 [...] --out DIR
     polyfe2 homogenize --geometry GRID.vti --material MATERIAL.yaml [--out C.json]
+    polyfe2 odmn fit --geometry GRID.vti --material MATERIAL.yaml --out PARAMS.pt [--depth 6]
     polyfe2 inputs          (the input reference, docs/inputs.md)
 
 User errors (bad input) print one line ``polyfe2: error: <file>, key '<key>': <what>`` and
@@ -188,6 +189,25 @@ def _cmd_homogenize(args) -> int:
     return 0 if np.isfinite(C).all() else 3
 
 
+def _cmd_odmn_fit(args) -> int:
+    from .simulation.homogenize import load_microstructure
+
+    config = load_microstructure(Path(args.geometry), Path(args.material))
+    from .learn.odmn_fit import fit_microstructure, plot_loss
+
+    params, report = fit_microstructure(config, depth=args.depth, samples=args.samples, held_out=args.held_out,
+                                        steps=args.steps, lr=args.lr, seed=args.seed, progress=not args.no_progress)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    params.save(out)
+    png = plot_loss(report["history"], out.with_suffix(".png"), report["held_out_error"])
+    print(f"polyfe2: ODMN depth {args.depth} ({params.count()} parameters): relative Frobenius error "
+          f"{100 * report['train_error']:.3g} % on {args.samples - args.held_out} triplets, "
+          f"{100 * report['held_out_error']:.3g} % on {args.held_out} held out")
+    print(f"  parameters  {out}\n  loss curve  {png}")
+    return 0
+
+
 def _cmd_inputs(args) -> int:
     from . import schema
     from .constitutive import registry
@@ -217,6 +237,20 @@ def main(argv=None) -> int:
     p.add_argument("--strain", type=float, default=1e-5, help="strain amplitude of the six load cases")
     p.add_argument("--out", default=None, help="JSON file for the 6x6 Mandel matrix (Pa)")
     p.set_defaults(func=_cmd_homogenize)
+    p = sub.add_parser("odmn", help="ODMN parameter sets")
+    g = p.add_subparsers(dest="action", required=True).add_parser(
+        "fit", help="fit an ODMN to the homogenised stiffness of a geometry + material (one phase)")
+    g.add_argument("--geometry", required=True, help="DAMASK geometry (.vti)")
+    g.add_argument("--material", required=True, help="DAMASK material.yaml (one phase)")
+    g.add_argument("--out", required=True, help="parameter file (.pt); the loss curve goes beside it (.png)")
+    g.add_argument("--depth", type=int, default=6)
+    g.add_argument("--samples", type=int, default=12, help="stiffness triplets (DNS labels)")
+    g.add_argument("--held-out", type=int, default=3, help="triplets kept for the validation error")
+    g.add_argument("--steps", type=int, default=1500)
+    g.add_argument("--lr", type=float, default=0.02)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=_cmd_odmn_fit)
     p = sub.add_parser("inputs", help="print the input reference (every key, its type, unit and bounds)")
     p.set_defaults(func=_cmd_inputs)
     p = sub.add_parser("demo", help="write and run the texture-graded plate with a slot")

@@ -234,11 +234,13 @@ def fit(targets: torch.Tensor, constants: torch.Tensor, depth: int = 6, steps: i
     ----------
     targets : (S, 6, 6) Mandel stiffness of the microstructure for S single-crystal triplets.
     constants : (S, 3) the triplets (C11, C12, C44) in Pa.
-    Returns the parameters and the loss (eq. 13) after every step.
+    Adam with a cosine decay of the learning rate to 1 % of ``lr``; returns the parameters and the
+    loss (eq. 13) of every step.
     """
     p = initial or ODMNParameters.random(depth, seed)
     leaves = {k: getattr(p, k).clone().requires_grad_(True) for k in ("z", "euler", "theta", "phi")}
     opt = torch.optim.Adam(leaves.values(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=0.01 * lr)
     scale = targets.abs().amax()
     c = constants / scale
     history = []
@@ -248,6 +250,7 @@ def fit(targets: torch.Tensor, constants: torch.Tensor, depth: int = 6, steps: i
         loss = relative_frobenius_loss(q.stiffness(c[:, 0], c[:, 1], c[:, 2]), targets / scale)
         loss.backward()
         opt.step()
+        schedule.step()
         history.append(float(loss.detach()))
         if progress is not None:
             progress(len(history), history[-1])
