@@ -135,6 +135,15 @@ def isochoric(F: Array) -> Array:
     return F * (J ** (-1.0 / 3.0))[..., None, None]
 
 
+def _spectral_function(A: Array, function: str, name: str) -> Array:
+    """f(A) = Σ_a f(λ_a) n_a ⊗ n_a of a symmetric A (..., 3, 3), f = numpy's/torch's ``function``."""
+    A = asarray(A)
+    check_shape(A, (3, 3), name)
+    m = xp(A)
+    w, Q = m.linalg.eigh(A)
+    return m.einsum("...ik,...k,...jk->...ij", Q, getattr(m, function)(w), Q)
+
+
 def expm_sym(A: Array) -> Array:
     """
     Matrix exponential of a symmetric tensor.
@@ -153,11 +162,7 @@ def expm_sym(A: Array) -> Array:
     -----
     With the spectral decomposition A = Σ_a λ_a n_a ⊗ n_a,  exp(A) = Σ_a exp(λ_a) n_a ⊗ n_a.
     """
-    A = asarray(A)
-    check_shape(A, (3, 3), "A")
-    m = xp(A)
-    w, Q = m.linalg.eigh(A)
-    return m.einsum("...ik,...k,...jk->...ij", Q, m.exp(w), Q)
+    return _spectral_function(A, "exp", "A")
 
 
 def logm_spd(S: Array) -> Array:
@@ -179,11 +184,7 @@ def logm_spd(S: Array) -> Array:
     With the spectral decomposition S = Σ_a λ_a n_a ⊗ n_a (λ_a > 0),
     ln(S) = Σ_a ln(λ_a) n_a ⊗ n_a.
     """
-    S = asarray(S)
-    check_shape(S, (3, 3), "S")
-    m = xp(S)
-    w, Q = m.linalg.eigh(S)
-    return m.einsum("...ik,...k,...jk->...ij", Q, m.log(w), Q)
+    return _spectral_function(S, "log", "S")
 
 
 def strain_log(F: Array) -> Array:
