@@ -258,3 +258,37 @@ def test_unknown_option_rejected():
     with pytest.raises(InputError):
         get("taylor")(AL, {"max_newtn": 3})
     assert get("taylor")(AL, {"max_newton": 60}).options["max_newton"] == 60
+
+
+def test_consistent_tangent_matches_finite_differences_along_a_plastic_path():
+    """The implicit-function tangent against central differences of the whole update (stress
+    Newton and state fixed point), for 6 points × 2 crystals along a general plastic path;
+    the elastic stiffness is far off there, so the check sees the plastic part."""
+    tight = {"rtol_Lp": 1e-13, "atol_Lp": 1e-14, "rtol_state": 1e-13, "max_newton": 80, "max_state_iter": 80}
+    be = get("taylor")(AL, tight)
+    q = damask.Rotation.from_random(12, rng_seed=1).as_quaternion().reshape(6, 2, 4)
+    st = be.setup(points(q), "cpu", D)
+    L = 1e-3 * torch.randn(6, 3, 3, generator=torch.Generator().manual_seed(0), dtype=D)
+    dt, h = 0.5, 1e-7
+    F0 = torch.eye(3, dtype=D).expand(6, 3, 3)
+    for inc in range(6):
+        F = F0 + dt * L @ F0
+        r = be.evaluate(F, F0, dt, st)
+        assert not r.failed.any()
+        if inc in (2, 5):
+            A = be.tangent(F, dt, st, r)
+            A_fd = torch.zeros_like(A)
+            for k in range(3):
+                for m in range(3):
+                    dF = torch.zeros(3, 3, dtype=D)
+                    dF[k, m] = h
+                    A_fd[..., k, m] = (be.evaluate(F + dF, F0, dt, st).P - be.evaluate(F - dF, F0, dt, st).P) / (2 * h)
+            rel = lambda X: ((X - A_fd).flatten(1).norm(dim=1) / A_fd.flatten(1).norm(dim=1)).max()
+            assert rel(A) < 1e-5
+            assert rel(be.stiffness(st)) > 0.2       # plastic flow: the elastic stiffness is not the tangent
+        st, F0 = be.commit(r.state), F
+    # below yield the consistent tangent is the elastic one (at F = I exactly)
+    st = be.setup(points(q), "cpu", D)
+    I = torch.eye(3, dtype=D).expand(6, 3, 3)
+    r = be.evaluate(I, I, dt, st)
+    assert torch.allclose(be.tangent(I, dt, st, r), be.stiffness(st), rtol=1e-12, atol=1e-3)

@@ -28,6 +28,7 @@ crystallite substepping is not done here: the solver's cutback takes its place.
 from __future__ import annotations
 
 import torch
+from torch.func import jacfwd, vmap
 
 from ..errors import InputError
 from ..schema import Field, Schema
@@ -264,6 +265,62 @@ class TaylorBackend(Backend):
         return y, S, Lp, ok
 
     # ------------------------------------------------------------------------------------------
+    def update_constituents(self, Fk: torch.Tensor, dt: float, state: State):
+        """Eqs. (5)-(7) for every constituent with its own deformation gradient; pure.
+
+        Parameters
+        ----------
+        Fk : (N,K,3,3) tensor
+            Deformation gradient of every constituent at the end of the increment (finite, det > 0).
+        dt : float
+            Time increment Δt in s.
+        state : dict
+            Committed state (N points, K constituents).
+
+        Returns
+        -------
+        P_k (N,K,3,3), trial state, ok (N,K) bool. A constituent that did not converge keeps its
+        committed state and answers with the elastic predictor (F_p = F_p0).
+        """
+        dt = float(dt)
+        N, K = state["v"].shape
+        M = N * K
+        c = self._constants(Fk)
+        I = c["I"]
+        Fm = Fk.reshape(M, 3, 3)
+        Fp0 = state["F_p"].reshape(M, 3, 3)
+        invFp0 = torch.linalg.inv(Fp0)
+        A = Fm @ invFp0
+        Lp0 = state["L_p"].reshape(M, 3, 3)
+        S0 = state["S"].reshape(M, 3, 3)
+        y0 = torch.cat([state["xi_sl"].reshape(M, 12), state["gamma_sl"].reshape(M, 12)], dim=-1)
+
+        y, S, Lp, ok = self._integrate_state(A, y0, Lp0, S0, dt, c)
+
+        invFp = invFp0 @ (I - dt * Lp)
+        Pk = Fm @ invFp @ S @ invFp.transpose(-1, -2)
+        Fp = torch.linalg.inv(invFp)
+        det = torch.linalg.det(Fp)
+        Fp = Fp / (det.abs() ** (1.0 / 3.0) * torch.sign(det))[:, None, None]
+        ok = ok & torch.isfinite(Pk).flatten(1).all(1) & torch.isfinite(Fp).flatten(1).all(1)
+
+        S_pred = ddot42(c["C"], green_lagrange(A))
+        P_pred = A @ S_pred @ invFp0.transpose(-1, -2)
+        k3 = ok[:, None, None]
+        Pk = torch.where(k3, Pk, P_pred)
+        Pk = torch.where(torch.isfinite(Pk), Pk, torch.zeros_like(Pk))
+        trial = {"F_p": torch.where(k3, Fp, Fp0), "L_p": torch.where(k3, Lp, Lp0), "S": torch.where(k3, S, S0)}
+        y = torch.where(ok[:, None], y, y0)
+        trial = {k: t.reshape(N, K, 3, 3) for k, t in trial.items()}
+        trial.update(xi_sl=y[:, :12].reshape(N, K, 12), gamma_sl=y[:, 12:].reshape(N, K, 12),
+                     R=state["R"], v=state["v"])
+        return Pk.reshape(N, K, 3, 3), trial, ok.reshape(N, K)
+
+    @staticmethod
+    def keep_committed(trial: State, state: State, keep: torch.Tensor) -> State:
+        """``trial`` with the committed ``state`` in the points where ``keep`` (N,) is true."""
+        return {k: torch.where(keep.reshape((-1,) + (1,) * (t.ndim - 1)), state[k], t) for k, t in trial.items()}
+
     def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
         """P at the end of the increment from the committed ``state``; pure.
 
@@ -277,58 +334,111 @@ class TaylorBackend(Backend):
         state : dict
             Committed state from :meth:`setup` or :meth:`commit`.
         """
-        dt = float(dt)
         v = state["v"]
         N, K = v.shape
-        M = N * K
-        c = self._constants(F)
-        I = c["I"]
-        okF = torch.isfinite(F).flatten(1).all(1)
-        okF = okF & (torch.linalg.det(torch.where(okF[:, None, None], F, I.expand_as(F))) > 0)   # no inverted cell
-        Fs = torch.where(okF[:, None, None], F, I.expand_as(F))
-        Fm = Fs[:, None].expand(N, K, 3, 3).reshape(M, 3, 3)
-
-        Fp0 = state["F_p"].reshape(M, 3, 3)
-        invFp0 = torch.linalg.inv(Fp0)
-        A = Fm @ invFp0
-        xi0 = state["xi_sl"].reshape(M, 12)
-        g0 = state["gamma_sl"].reshape(M, 12)
-        Lp0 = state["L_p"].reshape(M, 3, 3)
-        S0 = state["S"].reshape(M, 3, 3)
-        y0 = torch.cat([xi0, g0], dim=-1)
-
-        y, S, Lp, ok = self._integrate_state(A, y0, Lp0, S0, dt, c)
-
-        invFp = invFp0 @ (I - dt * Lp)
-        Pk = Fm @ invFp @ S @ invFp.transpose(-1, -2)
-        Fp = torch.linalg.inv(invFp)
-        det = torch.linalg.det(Fp)
-        Fp = Fp / (det.abs() ** (1.0 / 3.0) * torch.sign(det))[:, None, None]
-        ok = ok & torch.isfinite(Pk).flatten(1).all(1) & torch.isfinite(Fp).flatten(1).all(1)
-
-        # a failed point (any constituent with v > 0, or non-finite F) keeps the committed state in
-        # all its constituents and answers with the elastic predictor (F_p = F_p0)
-        bad_k = (~ok).reshape(N, K) & (v > 0)
-        failed = ~okF | bad_k.any(dim=1)
-        ok = ok & ~failed[:, None].expand(N, K).reshape(M)
-        S_pred = ddot42(c["C"], green_lagrange(A))
-        P_pred = A @ S_pred @ invFp0.transpose(-1, -2)
-        k3 = ok[:, None, None]
-        Pk = torch.where(k3, Pk, P_pred)
-        Pk = torch.where(torch.isfinite(Pk), Pk, torch.zeros_like(Pk))
-        Fp = torch.where(k3, Fp, Fp0)
-        Lp = torch.where(k3, Lp, Lp0)
-        S = torch.where(k3, S, S0)
-        y = torch.where(ok[:, None], y, y0)
-
-        Pk = Pk.reshape(N, K, 3, 3)
+        okF = self._admissible(F)
+        Fs = torch.where(okF[:, None, None], F, torch.eye(3, dtype=F.dtype, device=F.device).expand_as(F))
+        Pk, trial, ok = self.update_constituents(Fs[:, None].expand(N, K, 3, 3), dt, state)
+        # a failed point (any constituent with v > 0, or an inadmissible F) keeps the committed state
+        # in all its constituents and answers with the elastic predictor (F_p = F_p0)
+        failed = ~okF | ((~ok) & (v > 0)).any(dim=1)
+        if bool(failed.any()):
+            trial = self.keep_committed(trial, state, failed)
+            Pk = torch.where(failed[:, None, None, None], self._predictor(Fs, state), Pk)
         P = torch.einsum("nk,nkij->nij", v, Pk)
         P = torch.where(okF[:, None, None], P, torch.zeros_like(P))
-
-        trial = {"F_p": Fp.reshape(N, K, 3, 3), "L_p": Lp.reshape(N, K, 3, 3), "S": S.reshape(N, K, 3, 3),
-                 "xi_sl": y[:, :12].reshape(N, K, 12), "gamma_sl": y[:, 12:].reshape(N, K, 12),
-                 "R": state["R"], "v": v}
         return Response(P=P, state=trial, failed=failed)
+
+    @staticmethod
+    def _admissible(F: torch.Tensor) -> torch.Tensor:
+        """(N,) finite F with det F > 0 (no inverted cell)."""
+        ok = torch.isfinite(F).flatten(1).all(1)
+        I = torch.eye(3, dtype=F.dtype, device=F.device)
+        return ok & (torch.linalg.det(torch.where(ok[:, None, None], F, I.expand_as(F))) > 0)
+
+    def _predictor(self, F: torch.Tensor, state: State) -> torch.Tensor:
+        """(N,K,3,3) elastic predictor P_k with F_p = F_p0 for the points' F (N,3,3)."""
+        invFp0 = torch.linalg.inv(state["F_p"])
+        A = F[:, None] @ invFp0
+        S = ddot42(self._constants(F)["C"], green_lagrange(A))
+        return A @ S @ invFp0.transpose(-1, -2)
+
+    # ------------------------------------------------------------------------------------------
+    # consistent tangent
+    # ------------------------------------------------------------------------------------------
+    def _implicit_functions(self, c, dt: float):
+        """Per-constituent residual G(F, z; F_p0⁻¹, ξ_0) of the converged update, z = (L_p, ξ) (21,),
+        and P(F, L_p; F_p0⁻¹): the implicit system that eqs. (5) and (6) solve,
+
+            G = [L_p − Σ_α γ̇_α(τ_α, ξ) m_α ;  (ξ − ξ_0 − Δt ξ̇(τ, ξ)) / ξ_0],
+
+        written for one constituent so that ``torch.func`` differentiates and batches it."""
+        I, C, schmid, H = c["I"], c["C"], c["schmid"], c["H"]
+        g0, n, a, h = self.dot_gamma_0, self.n, self.a, self.h_0 * (1.0 + self.h_int)
+        xi_inf, xi_scale = self.xi_inf, self.xi_0
+
+        def elastic(F, Lp, invFp0):
+            invFp = invFp0 @ (I - dt * Lp)
+            Fe = F @ invFp
+            S = torch.einsum("ijkl,kl->ij", C, 0.5 * (Fe.T @ Fe - I))
+            return S, invFp
+
+        def residual(F, z, invFp0, xi0):
+            Lp, xi = z[:9].reshape(3, 3), z[9:]
+            S, _ = elastic(F, Lp, invFp0)
+            x = torch.einsum("ij,aij->a", S, schmid) / xi
+            gd = g0 * x.abs() ** n * torch.sign(x)
+            u = 1.0 - xi / xi_inf
+            dxi = h * torch.sign(u) * u.abs() ** a * (H @ gd.abs())
+            return torch.cat([(Lp - torch.einsum("a,aij->ij", gd, schmid)).reshape(9),
+                              (xi - xi0 - dt * dxi) / xi_scale])
+
+        def stress(F, Lp, invFp0):
+            S, invFp = elastic(F, Lp, invFp0)
+            return F @ invFp @ S @ invFp.T
+
+        return residual, stress
+
+    def constituent_tangent(self, Fk: torch.Tensor, dt: float, state: State, trial: State, ok: torch.Tensor,
+                            chunk: int = 32768) -> torch.Tensor:
+        """(N,K,3,3,3,3) consistent tangent ∂P_k/∂F_k of :meth:`update_constituents`.
+
+        Implicit differentiation of the converged update: with G(F, z) = 0 (see
+        :meth:`_implicit_functions`), dz/dF = −(∂G/∂z)⁻¹ ∂G/∂F and
+        dP/dF = ∂P/∂F + ∂P/∂L_p · dL_p/dF; the partial derivatives come from ``torch.func``
+        (forward mode, batched with ``vmap``). Constituents that did not converge (``ok`` false)
+        get the elastic tangent of their predictor (F_p = F_p0).
+        """
+        N, K = state["v"].shape
+        M = N * K
+        c = self._constants(Fk)
+        residual, stress = self._implicit_functions(c, float(dt))
+        dG = vmap(jacfwd(residual, argnums=(0, 1)))
+        dP = vmap(jacfwd(stress, argnums=(0, 1)))
+        F = Fk.reshape(M, 3, 3)
+        invFp0 = torch.linalg.inv(state["F_p"].reshape(M, 3, 3))
+        xi0 = state["xi_sl"].reshape(M, 12)
+        good = ok.reshape(M)
+        Lp = torch.where(good[:, None, None], trial["L_p"].reshape(M, 3, 3), torch.zeros_like(F))
+        z = torch.cat([Lp.reshape(M, 9), trial["xi_sl"].reshape(M, 12)], dim=-1)
+        out = torch.empty(M, 9, 9, dtype=F.dtype, device=F.device)
+        for s in range(0, M, chunk):
+            i = slice(s, min(s + chunk, M))
+            G_F, G_z = dG(F[i], z[i], invFp0[i], xi0[i])
+            P_F, P_L = dP(F[i], Lp[i], invFp0[i])
+            dz = -torch.linalg.solve(G_z, G_F.reshape(-1, 21, 9))
+            dz = torch.where(good[i, None, None], dz, torch.zeros_like(dz))
+            out[i] = P_F.reshape(-1, 9, 9) + P_L.reshape(-1, 9, 9) @ dz[:, :9]
+        return out.reshape(N, K, 3, 3, 3, 3)
+
+    def tangent(self, F: torch.Tensor, dt: float, state: State, response: Response) -> torch.Tensor:
+        """(N,3,3,3,3) consistent tangent dP/dF = Σ_k v_k ∂P_k/∂F of the converged ``response`` to
+        ``F`` from the committed ``state`` (iso-strain; failed points: the elastic tangent)."""
+        v = state["v"]
+        N, K = v.shape
+        ok = ~response.failed[:, None].expand(N, K)
+        A = self.constituent_tangent(F[:, None].expand(N, K, 3, 3), dt, state, response.state, ok)
+        return torch.einsum("nk,nkijlm->nijlm", v, A)
 
     def constituent_outputs(self, state: State, F: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Per-constituent result fields (N,K,...): ``F_p``, ``L_p``, ``xi_sl``, ``gamma_sl``
