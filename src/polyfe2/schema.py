@@ -30,7 +30,7 @@ class _Required:
 #: the default of a field that must be given
 REQUIRED = _Required()
 
-_KINDS = ("number", "integer", "boolean", "string", "file", "choice", "numbers", "mapping", "any")
+_KINDS = ("number", "integer", "boolean", "string", "file", "files", "choice", "numbers", "mapping", "any")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class Field:
     ----------
     kind : str
         ``number`` (finite real), ``integer``, ``boolean``, ``string``, ``file`` (a path, relative
-        to the file that names it), ``choice`` (one of
+        to the file that names it), ``files`` (a non-empty mapping of names to such paths),
+        ``choice`` (one of
         ``choices``), ``numbers`` (a list of finite reals, ``length`` long when given),
         ``mapping`` or ``any`` (checked by the code that uses it).
     description : str
@@ -83,7 +84,8 @@ class Field:
         if self.kind == "choice":
             return "one of " + ", ".join(str(c) for c in self.choices)
         base = {"number": "a number", "integer": "an integer", "boolean": "true or false",
-                "string": "a string", "file": "a file name", "mapping": "a mapping", "any": "a value"}.get(self.kind)
+                "string": "a string", "file": "a file name", "mapping": "a mapping",
+                "files": "a mapping of names to file names", "any": "a value"}.get(self.kind)
         if self.kind == "numbers":
             n = (f"{self.length} " if self.length else f"at least {self.min_length} " if self.min_length else "")
             base = "a list of one number" if self.length == 1 else f"a list of {n}numbers"
@@ -120,6 +122,11 @@ class Field:
             if not isinstance(value, bool):
                 raise bad()
             return value
+        if k == "files":
+            if not isinstance(value, Mapping) or not value \
+                    or not all(isinstance(f, str) and f for f in value.values()):
+                raise bad()
+            return {str(name): f for name, f in value.items()}
         if k in ("string", "file"):
             if not isinstance(value, str) or not value:
                 raise bad()

@@ -78,6 +78,11 @@ class Response:
     failed: torch.Tensor
 
 
+def keep_committed(trial: State, state: State, keep: torch.Tensor) -> State:
+    """``trial`` with the committed ``state`` at the points where ``keep`` (N,) is true."""
+    return {k: torch.where(keep.reshape((-1,) + (1,) * (t.ndim - 1)), state[k], t) for k, t in trial.items()}
+
+
 class Backend(abc.ABC):
     """A batched constitutive law.
 

@@ -13,7 +13,7 @@ from ..errors import InputError
 
 ENTRY_POINT_GROUP = "polyfe2.backends"
 #: built-in name -> module (below polyfe2.constitutive) whose import registers it
-BUILTIN_MODULES = {"elastic": "elastic", "gru": "gru", "taylor": "taylor"}
+BUILTIN_MODULES = {"elastic": "elastic", "gru": "gru", "odmn": "odmn", "taylor": "taylor"}
 _CLASSES: dict[str, type] = {}
 
 

@@ -35,7 +35,7 @@ from ..schema import Field, Schema
 from ..mechanics import average_stiffness, cubic_stiffness, ddot42, green_lagrange
 from . import crystal
 from .parameters import N_FCC_SLIP_TYPES
-from .base import Backend, MaterialPoints, Response, State
+from .base import Backend, MaterialPoints, Response, State, keep_committed
 from .registry import register
 
 
@@ -316,11 +316,6 @@ class TaylorBackend(Backend):
                      R=state["R"], v=state["v"])
         return Pk.reshape(N, K, 3, 3), trial, ok.reshape(N, K)
 
-    @staticmethod
-    def keep_committed(trial: State, state: State, keep: torch.Tensor) -> State:
-        """``trial`` with the committed ``state`` in the points where ``keep`` (N,) is true."""
-        return {k: torch.where(keep.reshape((-1,) + (1,) * (t.ndim - 1)), state[k], t) for k, t in trial.items()}
-
     def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
         """P at the end of the increment from the committed ``state``; pure.
 
@@ -343,7 +338,7 @@ class TaylorBackend(Backend):
         # in all its constituents and answers with the elastic predictor (F_p = F_p0)
         failed = ~okF | ((~ok) & (v > 0)).any(dim=1)
         if bool(failed.any()):
-            trial = self.keep_committed(trial, state, failed)
+            trial = keep_committed(trial, state, failed)
             Pk = torch.where(failed[:, None, None, None], self._predictor(Fs, state), Pk)
         P = torch.einsum("nk,nkij->nij", v, Pk)
         P = torch.where(okF[:, None, None], P, torch.zeros_like(P))
@@ -358,9 +353,13 @@ class TaylorBackend(Backend):
 
     def _predictor(self, F: torch.Tensor, state: State) -> torch.Tensor:
         """(N,K,3,3) elastic predictor P_k with F_p = F_p0 for the points' F (N,3,3)."""
+        return self.predictor_constituents(F[:, None].expand(state["F_p"].shape), state)
+
+    def predictor_constituents(self, Fk: torch.Tensor, state: State) -> torch.Tensor:
+        """(N,K,3,3) elastic predictor P_k with F_p = F_p0 for every constituent's F_k (N,K,3,3)."""
         invFp0 = torch.linalg.inv(state["F_p"])
-        A = F[:, None] @ invFp0
-        S = ddot42(self._constants(F)["C"], green_lagrange(A))
+        A = Fk @ invFp0
+        S = ddot42(self._constants(Fk)["C"], green_lagrange(A))
         return A @ S @ invFp0.transpose(-1, -2)
 
     # ------------------------------------------------------------------------------------------

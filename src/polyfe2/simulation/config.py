@@ -604,10 +604,18 @@ class RunConfig:
     def _rebased_options(self, directory: Path) -> dict:
         """backend_options with relative ``file`` options expressed relative to ``directory``."""
         fields = registry.get(self.backend).options_schema.fields
+
+        def rebase(value):
+            if isinstance(value, str) and not Path(value).is_absolute():
+                return os.path.relpath((self.base_dir / value).resolve(), directory.resolve())
+            return value
+
         out = dict(self.backend_options)
         for key, value in out.items():
-            if key in fields and fields[key].kind == "file" and isinstance(value, str) and not Path(value).is_absolute():
-                out[key] = os.path.relpath((self.base_dir / value).resolve(), directory.resolve())
+            if key in fields and fields[key].kind == "file":
+                out[key] = rebase(value)
+            elif key in fields and fields[key].kind == "files" and isinstance(value, dict):
+                out[key] = {name: rebase(f) for name, f in value.items()}
         return out
 
     def save(self, directory: Path, name: str = "run.yaml") -> Path:
