@@ -8,6 +8,7 @@
     polyfe2 evaluate gru MODEL.pt NAME=FILE.h5 [...] --out DIR
     polyfe2 homogenize --geometry GRID.vti --material MATERIAL.yaml [--out C.json]
     polyfe2 odmn fit --geometry GRID.vti --material MATERIAL.yaml --out PARAMS.pt [--depth 6]
+    polyfe2 odmn validate --out DIR [--textures S1 S2 W1 W2]
     polyfe2 inputs          (the input reference, docs/inputs.md)
 
 User errors (bad input) print one line ``polyfe2: error: <file>, key '<key>': <what>`` and
@@ -208,6 +209,29 @@ def _cmd_odmn_fit(args) -> int:
     return 0
 
 
+def _cmd_odmn_validate(args) -> int:
+    from .learn.odmn_validation import TEXTURES, plot_curves, validate_texture
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    rows = ["texture,description,fit_held_out_error_pct,mean_relative_error_pct,max_relative_error_pct,"
+            "fit_s,dns_s,odmn_s"]
+    for name in args.textures:
+        r = validate_texture(name, out, cells=args.cells, grains=args.grains, depth=args.depth, samples=args.samples,
+                             steps=args.steps, strain=args.strain, seed=args.seed, progress=not args.no_progress)
+        results.append(r)
+        print(f"polyfe2: {name} ({TEXTURES[name][0]}): eq. 15 {100 * r.mean_error:.2f} %, eq. 16 "
+              f"{100 * r.max_error:.2f} % (elastic fit {100 * r.fit_error:.3f} %; fit {r.time_fit:.0f} s, "
+              f"full field {r.time_dns:.0f} s, ODMN {r.time_odmn:.1f} s)")
+        rows.append(f"{name},{TEXTURES[name][0]},{100 * r.fit_error:.4f},{100 * r.mean_error:.3f},"
+                    f"{100 * r.max_error:.3f},{r.time_fit:.1f},{r.time_dns:.1f},{r.time_odmn:.2f}")
+        (out / "validation.csv").write_text("\n".join(rows) + "\n")
+    png = plot_curves(results, out / "validation.png")
+    print(f"  table   {out / 'validation.csv'}\n  curves  {png}")
+    return 0
+
+
 def _cmd_inputs(args) -> int:
     from . import schema
     from .constitutive import registry
@@ -238,7 +262,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="JSON file for the 6x6 Mandel matrix (Pa)")
     p.set_defaults(func=_cmd_homogenize)
     p = sub.add_parser("odmn", help="ODMN parameter sets")
-    g = p.add_subparsers(dest="action", required=True).add_parser(
+    odmn = p.add_subparsers(dest="action", required=True)
+    g = odmn.add_parser(
         "fit", help="fit an ODMN to the homogenised stiffness of a geometry + material (one phase)")
     g.add_argument("--geometry", required=True, help="DAMASK geometry (.vti)")
     g.add_argument("--material", required=True, help="DAMASK material.yaml (one phase)")
@@ -251,6 +276,19 @@ def main(argv=None) -> int:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=_cmd_odmn_fit)
+    g = odmn.add_parser(
+        "validate", help="fit ODMNs to test-texture RVEs and compare loading-unloading with full-field CP")
+    g.add_argument("--out", required=True, help="directory for the parameter files, validation.csv and .png")
+    g.add_argument("--textures", nargs="+", default=["S1", "S2", "W1", "W2"], choices=["S1", "S2", "W1", "W2"])
+    g.add_argument("--cells", type=int, default=16, help="RVE grid cells per edge")
+    g.add_argument("--grains", type=int, default=40)
+    g.add_argument("--depth", type=int, default=6)
+    g.add_argument("--samples", type=int, default=10, help="stiffness triplets (DNS labels), a quarter held out")
+    g.add_argument("--steps", type=int, default=1500)
+    g.add_argument("--strain", type=float, default=0.02, help="axial strain before unloading")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=_cmd_odmn_validate)
     p = sub.add_parser("inputs", help="print the input reference (every key, its type, unit and bounds)")
     p.set_defaults(func=_cmd_inputs)
     p = sub.add_parser("demo", help="write and run the texture-graded plate with a slot")

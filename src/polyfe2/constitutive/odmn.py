@@ -18,8 +18,9 @@ average of the F^i for any a. Newton on a, warm-started from the last converged 
 A^i = ∂P^i/∂F^i the leaves' consistent tangent (:meth:`TaylorBackend.constituent_tangent`).
 Leaf i only sees its depth-N ancestors (α^{ij} = 0 elsewhere), so K is assembled from the
 (leaf, ancestor, ancestor) blocks and scattered, never from dense 2^N × (2^N − 1)² products.
-A step that does not lower |r| (or makes a leaf fail) is halved along the same direction
-(batched line search); each point stops when max_j |r^j| / Σ W ≤ rtol · max_i |P^i| + atol.
+Newton starts from the last converged a extrapolated with its rate over the last increment (from
+the converged a itself when that start fails). A step that does not lower |r| (or makes a leaf
+fail) is halved along the same direction (batched line search); each point stops when max_j |r^j| / Σ W ≤ rtol · max_i |P^i| + atol.
 
 Condensed consistent tangent (the linearisation of P̄ with the node equilibrium kept):
 
@@ -65,7 +66,8 @@ class ODMNBackend(Backend):
 
     State keys (N points, L = 2^depth leaves, J = L − 1 nodes)
     -----------------------------------------------------------
-    ``a`` (N,J,3) node vectors of eq. 9; ``set`` (N,) parameter set of every point;
+    ``a`` (N,J,3) node vectors of eq. 9 and ``a_rate`` their rate over the last increment (the
+    next increment starts from a + Δt ȧ); ``set`` (N,) parameter set of every point;
     ``newton_iterations`` (N,) of the last increment; ``leaf.*`` the leaves' ``taylor``
     state (N,L,...).
     """
@@ -167,7 +169,8 @@ class ODMNBackend(Backend):
         leaf = self.leaves.setup(MaterialPoints(torch.as_tensor(q), v, torch.arange(P)), device, dtype)
         state = {LEAF + k: t[which] for k, t in leaf.items()}
         n = len(points)
-        state.update(a=torch.zeros(n, L - 1, 3, device=device, dtype=dtype), set=which,
+        state.update(a=torch.zeros(n, L - 1, 3, device=device, dtype=dtype),
+                     a_rate=torch.zeros(n, L - 1, 3, device=device, dtype=dtype), set=which,
                      newton_iterations=torch.zeros(n, device=device, dtype=dtype))
         return state
 
@@ -192,17 +195,25 @@ class ODMNBackend(Backend):
     def _residual(W, alpha, P, N):
         return torch.einsum("nl,nlj,nlab,njb->nja", W, alpha, P, N)
 
-    def _blocks(self, W, aa, N_anc, A, anc, J):
-        """K (n,3J,3J), B (n,3J,9), E (n,9,3J) of the module docstring from the ancestor blocks."""
+    def _blocks(self, W, aa, N_anc, A, anc, J, condensed=False):
+        """K (n,3J,3J) of the module docstring from the (leaf, ancestor, ancestor) blocks; with
+        ``condensed`` also B (n,3J,9) and E (n,9,3J)."""
         n, L, D = aa.shape
-        T = torch.einsum("nl,nld,nlds,nlpsqt->nldpqt", W, aa, N_anc, A)           # W α N^j·A
-        Kb = torch.einsum("nldpqt,nle,nlet->nldepq", T, aa, N_anc)
+        wa = (W[:, :, None] * aa).reshape(n * L, D, 1, 1)
+        A27 = A.reshape(n * L, 3, 3, 9)                                          # A_{p s (q t)}
+        N_l = N_anc.reshape(n * L, D, 3)
+        # T_{l d p (q t)} = W α_ld N_s A_{p s q t}
+        T = wa * torch.einsum("xds,xpsk->xdpk", N_l, A27)
+        # K blocks: T_{l d p q t} α_le N_t  ->  (l, d, e, p, q)
+        Kb = torch.einsum("xdpqt,xet->xdepq", T.reshape(n * L, D, 3, 3, 3), N_l) * aa.reshape(n * L, 1, D, 1, 1)
         pair = (anc[:, :, None] * J + anc[:, None, :]).reshape(-1)
         K = A.new_zeros(n, J * J, 3, 3).index_add_(1, pair, Kb.reshape(n, L * D * D, 3, 3))
         K = K.reshape(n, J, J, 3, 3).permute(0, 1, 3, 2, 4).reshape(n, 3 * J, 3 * J)
+        if not condensed:
+            return K
         flat = anc.reshape(-1)
         B = A.new_zeros(n, J, 3, 9).index_add_(1, flat, T.reshape(n, L * D, 3, 9)).reshape(n, 3 * J, 9)
-        Eb = torch.einsum("nl,nld,nlabpt,nldt->nldpab", W, aa, A, N_anc)
+        Eb = wa * torch.einsum("xabpt,xdt->xdpab", A.reshape(n * L, 3, 3, 3, 3), N_l).reshape(n * L, D, 3, 9)
         E = A.new_zeros(n, J, 3, 9).index_add_(1, flat, Eb.reshape(n, L * D, 3, 9))
         return K, B, E.reshape(n, 3 * J, 9).transpose(1, 2)
 
@@ -214,7 +225,8 @@ class ODMNBackend(Backend):
         J = alpha.shape[-1]
         Wsum = W.sum(1)
         leaf0 = {k[len(LEAF):]: t for k, t in st.items() if k.startswith(LEAF)}
-        a = st["a"].clone()
+        a = st["a"] + dt * st["a_rate"]        # extrapolated from the last two converged increments
+        retried = torch.zeros(n, dtype=torch.bool, device=Fbar.device)
         a_prev, delta = a.clone(), torch.zeros_like(a)
         step = torch.ones(n, dtype=Fbar.dtype, device=Fbar.device)
         r_prev = torch.full((n,), float("inf"), dtype=Fbar.dtype, device=Fbar.device)
@@ -248,7 +260,11 @@ class ODMNBackend(Backend):
             for k, t in trial.items():
                 leaf_trial[k][ic] = t[conv]
 
-            halvings[x[worse & (steps[x] == 0)]] = max_halvings + 1   # the warm start itself fails
+            start = worse & (steps[x] == 0)        # the start itself fails: once more from the committed a
+            again, hopeless = x[start & ~retried[x]], x[start & retried[x]]
+            halvings[hopeless] = max_halvings + 1
+            a[again], retried[again] = st["a"][again], True
+            worse = worse & ~start
             if bool(worse.any()):                   # halve the step along the same direction
                 w = x[worse]
                 halvings[w] += 1
@@ -260,7 +276,7 @@ class ODMNBackend(Backend):
                                                     {k: t[better] for k, t in trial.items()},
                                                     torch.ones(b.numel(), F_l.shape[1], dtype=torch.bool,
                                                                device=Fbar.device))
-                K, _, _ = self._blocks(W[b], aa[b], N_anc[b], A, c["anc"], J)
+                K = self._blocks(W[b], aa[b], N_anc[b], A, c["anc"], J)
                 d, info = torch.linalg.solve_ex(K, -r[better].reshape(-1, 3 * J, 1))
                 good = (info == 0) & torch.isfinite(d).flatten(1).all(1)
                 r_prev[b], a_prev[b], step[b], halvings[b] = rn[better], a[b], 1.0, 0
@@ -272,7 +288,7 @@ class ODMNBackend(Backend):
             active = x[~done[x] & ~lost[x]]
         failed = ~done
         trial = {LEAF + k: t for k, t in leaf_trial.items()}
-        trial.update(a=a, set=st["set"], newton_iterations=iterations)
+        trial.update(a=a, a_rate=(a - st["a"]) / dt, set=st["set"], newton_iterations=iterations)
         trial = keep_committed(trial, st, failed)
         if bool(failed.any()):     # the elastic predictor of the committed network
             Fl = self._leaf_F(Fbar[failed], alpha[failed], st["a"][failed], N[failed])
@@ -314,7 +330,7 @@ class ODMNBackend(Backend):
         Wsum = W.sum(1)
         mean = torch.einsum("nl,nlabcd->nabcd", W, A).reshape(-1, 9, 9)
         if J:
-            K, B, E = self._blocks(W, aa, N_anc, A, c["anc"], J)
+            K, B, E = self._blocks(W, aa, N_anc, A, c["anc"], J, condensed=True)
             mean = mean - E @ torch.linalg.solve(K, B)
         out = (mean / Wsum[:, None, None]).reshape(-1, 3, 3, 3, 3)
         return torch.where(response.failed[:, None, None, None, None], self.stiffness(state), out)

@@ -42,6 +42,7 @@ from ..microstructure.descriptor import (N_GRAINS, TEXTURE_COMPONENTS, grain_fra
                                          texture_component, voronoi_grid)
 from ..microstructure.materials import aluminium
 from ..simulation.config import Geometry, LoadCase, MaterialConfig, OutputOptions, RunConfig
+from ..simulation.outputs import AverageRecorder
 from ..simulation.runner import run
 from ..solver.boundary import make_load_step
 from .loadpath import idealised_path, random_monotonic_path
@@ -150,12 +151,13 @@ def fullfield_labels(descriptor: np.ndarray, F_path: np.ndarray, dt: float, phas
     converged step and ``failed=True``.
     """
     T = F_path.shape[0] - 1
-    rec = _AverageRecorder(T)
+    rec = AverageRecorder()
     try:
         run(fullfield_case(descriptor, F_path, dt, phase, cells), progress=False, outputs=rec, log=lambda *a: None)
-        return rec.sigma_dev(F_path), False
+        failed = False
     except SolverError:
-        return rec.sigma_dev(F_path), True
+        failed = True
+    return average_sigma_dev(rec.arrays(T)[2], F_path[1:]), failed
 
 
 def fullfield_case(descriptor: np.ndarray, F_path: np.ndarray, dt: float, phase: dict | None = None,
@@ -173,30 +175,6 @@ def fullfield_case(descriptor: np.ndarray, F_path: np.ndarray, dt: float, phase:
              for i, F in enumerate(F_path[1:])]
     return RunConfig.build(Geometry.from_array(material), materials, LoadCase(steps), backend="taylor",
                            device="cpu", output=OutputOptions(xdmf=False, plots=False))
-
-
-class _AverageRecorder:
-    """Stands in for the run's outputs: keeps only the average F and P of every increment."""
-
-    def __init__(self, T: int):
-        self.files: dict = {}
-        self.P = np.full((T, 3, 3), np.nan)
-
-    def bind(self, model) -> None:
-        pass
-
-    def write_increment(self, inc, t, F, P, constituents) -> None:
-        if inc > 0:
-            self.P[inc - 1] = P.mean(dim=(0, 1, 2)).cpu().numpy()
-
-    def status_row(self, *args) -> None:
-        pass
-
-    def finish(self, summary) -> None:
-        pass
-
-    def sigma_dev(self, F_path):
-        return average_sigma_dev(self.P, F_path[1:])
 
 
 # ------------------------------------------------------------------------------------------

@@ -104,3 +104,35 @@ class RunOutputs:
             png = self.files["sigma_xx slice (PNG)"] = self.directory / "sigma_xx_slice.png"
             plot_slice(sigma[..., 0, 0] / 1e6, png, axis="z", title="Cauchy stress σ_xx, last increment",
                        cbar_label="σ_xx / MPa", size=self.grid.size, origin=self.grid.origin)
+
+
+class AverageRecorder:
+    """Stands in for a run's outputs when only the averages are wanted (data sets, studies):
+    keeps the time, average F and average P of every written increment, in memory."""
+
+    def __init__(self):
+        self.files: dict = {}
+        self.rows: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
+
+    def bind(self, model) -> None:
+        pass
+
+    def write_increment(self, increment: int, t: float, F: torch.Tensor, P: torch.Tensor, outputs: dict) -> None:
+        if increment > 0:
+            self.rows[increment] = (t, F.mean(dim=(0, 1, 2)).cpu().numpy(), P.mean(dim=(0, 1, 2)).cpu().numpy())
+
+    def status_row(self, *args) -> None:
+        pass
+
+    def finish(self, summary) -> None:
+        pass
+
+    def arrays(self, T: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(t (T,), F (T,3,3), P (T,3,3)) of increments 1 .. T (default: the last written one);
+        increments not written (a run that stopped) are NaN."""
+        T = max(self.rows, default=0) if T is None else T
+        t, F, P = np.full(T, np.nan), np.full((T, 3, 3), np.nan), np.full((T, 3, 3), np.nan)
+        for inc, (ti, Fi, Pi) in self.rows.items():
+            if inc <= T:
+                t[inc - 1], F[inc - 1], P[inc - 1] = ti, Fi, Pi
+        return t, F, P
