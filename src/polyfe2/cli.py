@@ -63,8 +63,14 @@ def _cmd_demo(args) -> int:
     K = args.K if args.K is not None else 20 if args.backend == "gru" else 4
     if args.backend == "gru" and K != 20:
         raise InputError(f"the gru backend's samples have 20 grains; got {K}", file="command line", key="--K")
+    parameters = None
+    if args.backend == "odmn":   # one network per texture band, fitted to an RVE of the band's texture
+        from .learn.odmn_fit import fit_band_parameters
+
+        print("polyfe2: fitting one ODMN per texture band (RVE 8^3, 20 grains, depth 4)")
+        parameters = fit_band_parameters(out, progress=not args.no_progress)
     config_path = write_plate_case(out, cells=tuple(args.cells), K=K, increments=args.increments,
-                                   strain=args.strain, backend=args.backend)
+                                   strain=args.strain, backend=args.backend, odmn_parameters=parameters)
     print(f"polyfe2: demo inputs written to {out}")
     config = load_run_config(config_path)
     summary = run(config, progress=not args.no_progress)
@@ -211,7 +217,9 @@ def _cmd_odmn_fit(args) -> int:
 
 def _cmd_odmn_validate(args) -> int:
     from .learn.odmn_validation import TEXTURES, plot_curves, validate_texture
+    from .microstructure.materials import load_phase
 
+    phase = load_phase(args.phase)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -219,7 +227,8 @@ def _cmd_odmn_validate(args) -> int:
             "fit_s,dns_s,odmn_s"]
     for name in args.textures:
         r = validate_texture(name, out, cells=args.cells, grains=args.grains, depth=args.depth, samples=args.samples,
-                             steps=args.steps, strain=args.strain, seed=args.seed, progress=not args.no_progress)
+                             steps=args.steps, strain=args.strain, phase=phase, seed=args.seed,
+                             progress=not args.no_progress)
         results.append(r)
         print(f"polyfe2: {name} ({TEXTURES[name][0]}): eq. 15 {100 * r.mean_error:.2f} %, eq. 16 "
               f"{100 * r.max_error:.2f} % (elastic fit {100 * r.fit_error:.3f} %; fit {r.time_fit:.0f} s, "
@@ -286,6 +295,7 @@ def main(argv=None) -> int:
     g.add_argument("--samples", type=int, default=10, help="stiffness triplets (DNS labels), a quarter held out")
     g.add_argument("--steps", type=int, default=1500)
     g.add_argument("--strain", type=float, default=0.02, help="axial strain before unloading")
+    g.add_argument("--phase", default="aluminium", help="shipped parameter set (aluminium, aa6022_t4)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=_cmd_odmn_validate)
@@ -294,7 +304,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="write and run the texture-graded plate with a slot")
     p.add_argument("--out", default="results/demo")
     p.add_argument("--cells", type=int, nargs=3, default=[24, 24, 3], metavar=("NX", "NY", "NZ"))
-    p.add_argument("--K", type=int, default=None, help="orientations per voxel (iso-strain; default 4, gru: 20)")
+    p.add_argument("--K", type=int, default=None, help="orientations per voxel (iso-strain; default 4, gru: 20; "
+                   "not used by odmn)")
     p.add_argument("--increments", type=int, default=20)
     p.add_argument("--strain", type=float, default=0.02, help="final F_11 - 1")
     p.add_argument("--backend", default="taylor")

@@ -39,10 +39,11 @@ from ..constitutive.taylor import TaylorBackend
 from ..errors import InputError, SolverError
 from ..mechanics import deviatoric, tensor_to_voigt
 from ..microstructure.descriptor import (N_GRAINS, TEXTURE_COMPONENTS, grain_fractions, random_texture,
-                                         texture_component, voronoi_grid)
+                                         texture_component)
 from ..microstructure.materials import aluminium
-from ..simulation.config import Geometry, LoadCase, MaterialConfig, OutputOptions, RunConfig
+from ..simulation.config import LoadCase, RunConfig
 from ..simulation.outputs import AverageRecorder
+from ..simulation.rve import voronoi_rve
 from ..simulation.runner import run
 from ..solver.boundary import make_load_step
 from .loadpath import idealised_path, random_monotonic_path
@@ -164,17 +165,11 @@ def fullfield_case(descriptor: np.ndarray, F_path: np.ndarray, dt: float, phase:
                    cells: int = 16) -> RunConfig:
     """The VE on its periodic Voronoi grid (one crystal per cell, ``taylor`` K = 1) with the whole
     average F prescribed at every step of ``F_path``."""
-    material, q = voronoi_grid(descriptor, (cells,) * 3)
-    materials = MaterialConfig.from_arrays(
-        phases={"Aluminum": phase or default_phase()},
-        homogenizations={"SX": {"N_constituents": 1, "mechanical": {"type": "pass"}}},
-        homogenization="SX", phase="Aluminum", O=q[:, None, :], v=np.ones((len(q), 1)))
     free = [["x"] * 3] * 3
     steps = [make_load_step({"boundary_conditions": {"mechanical": {"F": F.tolist(), "P": free}},
                              "discretization": {"t": float(dt), "N": 1}}, file="F_path", index=i)
              for i, F in enumerate(F_path[1:])]
-    return RunConfig.build(Geometry.from_array(material), materials, LoadCase(steps), backend="taylor",
-                           device="cpu", output=OutputOptions(xdmf=False, plots=False))
+    return voronoi_rve(descriptor, cells, phase or default_phase(), LoadCase(steps))
 
 
 # ------------------------------------------------------------------------------------------

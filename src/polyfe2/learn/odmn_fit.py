@@ -18,8 +18,12 @@ import torch
 
 from ..constitutive.odmn_network import fit, relative_frobenius_loss
 from ..errors import InputError
+from ..microstructure.descriptor import make_descriptor, random_seeds
+from ..microstructure.materials import aluminium
+from ..microstructure.plate import band_orientations
 from ..simulation.config import RunConfig
 from ..simulation.homogenize import homogenized_stiffness
+from ..simulation.rve import voronoi_rve
 
 
 def sample_triplets(c11: float, n: int, seed: int = 0) -> np.ndarray:
@@ -74,6 +78,26 @@ def fit_microstructure(config: RunConfig, depth: int = 6, samples: int = 12, hel
     params.provenance = {"fit": {k: v for k, v in report.items() if k != "history"},
                          "geometry": str(config.geometry.path), "material": str(config.material.path)}
     return params, report
+
+
+def fit_band_parameters(directory: Path, bands: int = 4, cells: int = 8, grains: int = 20, depth: int = 4,
+                        spread_deg: float = 10.0, samples: int = 8, steps: int = 800, seed: int = 0,
+                        progress: bool = True) -> dict[int, Path]:
+    """One ODMN per texture band of the plate (:mod:`polyfe2.microstructure.plate`): a Voronoi RVE
+    of ``grains`` grains drawn from the band's texture, fitted with :func:`fit_microstructure`.
+    Returns band -> parameter file ``odmn_band{b}.pt`` in ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for b in range(bands):
+        q = band_orientations(1, grains, 1.0 - b / max(bands - 1, 1), spread_deg, rng)[0]
+        config = voronoi_rve(make_descriptor(random_seeds(grains, rng), q), cells, aluminium())
+        params, report = fit_microstructure(config, depth=depth, samples=samples, held_out=max(1, samples // 4),
+                                            steps=steps, seed=seed, progress=progress)
+        params.provenance.update(plate_band=b, cells=cells, grains=grains, spread_deg=spread_deg)
+        out[b] = params.save(directory / f"odmn_band{b}.pt")
+    return out
 
 
 def plot_loss(history: list[float], path: Path, held_out_error: float) -> Path:

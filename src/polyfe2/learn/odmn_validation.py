@@ -24,11 +24,12 @@ import damask
 import numpy as np
 
 from ..microstructure.descriptor import (TEXTURE_COMPONENTS, make_descriptor, random_seeds, random_texture,
-                                         texture_component, voronoi_grid)
+                                         texture_component)
 from ..microstructure.materials import aluminium
-from ..simulation.config import Geometry, LoadCase, MaterialConfig, OutputOptions, RunConfig
+from ..simulation.config import LoadCase, RunConfig
 from ..simulation.outputs import AverageRecorder
 from ..simulation.runner import run
+from ..simulation.rve import voronoi_rve
 from ..solver.boundary import make_load_step
 from .odmn_fit import fit_microstructure
 
@@ -70,23 +71,12 @@ def loading_unloading(strain: float = 0.02, increments: int = 20, unload_increme
     return LoadCase([make_load_step(s, file="loading_unloading", index=i) for i, s in enumerate(steps)])
 
 
-def rve_config(descriptor: np.ndarray, cells: int, phase: dict, load: LoadCase) -> RunConfig:
-    """The RVE on its periodic Voronoi grid, one crystal per cell (``taylor``, K = 1)."""
-    material, q = voronoi_grid(descriptor, (cells,) * 3)
-    mat = MaterialConfig.from_arrays({"Aluminum": phase}, {"SX": {"N_constituents": 1, "mechanical": {"type": "pass"}}},
-                                     homogenization="SX", phase="Aluminum", O=q[:, None, :], v=np.ones((len(q), 1)))
-    return RunConfig.build(Geometry.from_array(material), mat, load, backend="taylor", device="cpu",
-                           output=OutputOptions(xdmf=False, plots=False))
-
-
 def odmn_config(parameters: Path, phase: dict, load: LoadCase) -> RunConfig:
-    """One voxel whose material point is the ODMN of ``parameters``: the RVE's homogenised response."""
-    mat = MaterialConfig.from_arrays({"Aluminum": phase}, {"SX": {"N_constituents": 1, "mechanical": {"type": "pass"}}},
-                                     homogenization="SX", phase="Aluminum", O=np.array([[[1.0, 0, 0, 0]]]),
-                                     v=np.ones((1, 1)))
-    return RunConfig.build(Geometry.from_array(np.zeros((1, 1, 1), dtype=int)), mat, load, backend="odmn",
-                           backend_options={"parameters": {"default": str(Path(parameters).resolve())}},
-                           device="cpu", output=OutputOptions(xdmf=False, plots=False))
+    """One voxel whose material point is the ODMN of ``parameters``: the RVE's homogenised response
+    (the voxel's own orientation is not used by ``odmn``)."""
+    one_voxel = make_descriptor(np.full((1, 3), 0.5), np.array([[1.0, 0.0, 0.0, 0.0]]))
+    return voronoi_rve(one_voxel, 1, phase, load, backend="odmn",
+                       backend_options={"parameters": {"default": str(Path(parameters).resolve())}})
 
 
 def average_curve(config: RunConfig) -> tuple[np.ndarray, np.ndarray, float]:
@@ -128,7 +118,7 @@ def validate_texture(name: str, directory: Path, cells: int = 16, grains: int = 
     the parameter file is written to ``directory``."""
     phase = phase or aluminium()
     load = loading_unloading(strain, increments, unload_increments)
-    rve = rve_config(texture_descriptor(name, grains, seed), cells, phase, load)
+    rve = voronoi_rve(texture_descriptor(name, grains, seed), cells, phase, load)
     t = time.perf_counter()
     params, report = fit_microstructure(rve, depth=depth, samples=samples, held_out=max(1, samples // 4),
                                         steps=steps, seed=seed, progress=progress)
@@ -151,8 +141,8 @@ def plot_curves(results: list[TextureResult], path: Path) -> Path:
 
     fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.0), squeeze=False)
     for ax, r in zip(axes[0], results):
-        ax.plot(r.F11_dns - 1, r.P11_dns / 1e6, "k-", label="full field (taylor, K = 1)")
-        ax.plot(r.F11_odmn - 1, r.P11_odmn / 1e6, "C1--", label="ODMN")
+        ax.plot(np.r_[0.0, r.F11_dns - 1], np.r_[0.0, r.P11_dns / 1e6], "k-", label="full field (taylor, K = 1)")
+        ax.plot(np.r_[0.0, r.F11_odmn - 1], np.r_[0.0, r.P11_odmn / 1e6], "C1--", label="ODMN")
         ax.set_title(f"{r.name}: {100 * r.mean_error:.2f} % / {100 * r.max_error:.2f} %", fontsize=9)
         ax.set_xlabel("F_11 − 1")
     axes[0][0].set_ylabel("P_11 (MPa)")

@@ -33,7 +33,8 @@ def uniaxial_tension_x(strain: float, increments: int, rate: float = 1e-3) -> Lo
 
 def plate_case(cells=(24, 24, 3), K: int = 4, bands: int = 4, spread_deg: float = 10.0, slot_width: int = 2,
                slot_depth: int | None = None, free_layer: int = 2, strain: float = 0.02, increments: int = 20,
-               rate: float = 1e-3, backend: str = "taylor", seed: int = 42, solver: dict | None = None):
+               rate: float = 1e-3, backend: str = "taylor", seed: int = 42, solver: dict | None = None,
+               odmn_parameters: dict | None = None):
     """The plate as an in-memory run config.
 
     Returns ``(config, descriptors)``: with ``backend='gru'`` every solid voxel is a 20-grain VE
@@ -41,11 +42,17 @@ def plate_case(cells=(24, 24, 3), K: int = 4, bands: int = 4, spread_deg: float 
     descriptor of every material ID (row 0, the soft phase, unused) and the constituent
     fractions are the grains' Voronoi volume fractions, so that ``taylor`` on the same case is
     the surrogate's iso-strain reference. Otherwise ``descriptors`` is None.
+
+    With ``backend='odmn'`` every texture band is one material (ID b + 1 for band b) whose
+    network is the parameter file ``odmn_parameters[b]`` (e.g. from
+    :func:`polyfe2.learn.odmn_fit.fit_band_parameters`); the constituents are not used then.
     """
     if backend == "gru" and K != 20:
         raise ValueError(f"the gru backend's samples have 20 grains; got K = {K}")
     rng = np.random.default_rng(seed)
     soft, band_of_y = plate_layout(cells, bands, slot_width, slot_depth, free_layer)
+    if backend == "odmn":
+        return _odmn_plate(cells, soft, band_of_y, odmn_parameters, strain, increments, rate, solver), None
     solid = np.argwhere(~soft)  # (n_solid, 3), rows in C order (x slowest)
     material = np.zeros(cells, dtype=int)   # 0 = soft phase, 1.. = one material per solid voxel
     material[~soft] = np.arange(1, len(solid) + 1)
@@ -69,6 +76,23 @@ def plate_case(cells=(24, 24, 3), K: int = 4, bands: int = 4, spread_deg: float 
     if backend == "gru":
         config.backend_options = {"descriptors": "descriptors.h5"}
     return config, descriptors
+
+
+def _odmn_plate(cells, soft, band_of_y, parameters, strain, increments, rate, solver) -> RunConfig:
+    bands = int(band_of_y.max()) + 1
+    if parameters is None or sorted(parameters) != list(range(bands)):
+        raise ValueError(f"the odmn plate needs one parameter file per band 0..{bands - 1}")
+    material = np.where(soft, 0, 1 + band_of_y[None, :, None]).astype(int)
+    al = aluminium()
+    materials = MaterialConfig.from_arrays(
+        phases={"Aluminum": al, "Void": soft_phase(al)},
+        homogenizations={"ODMN": {"N_constituents": 1, "mechanical": {"type": "pass"}}},
+        homogenization="ODMN", phase=np.array(["Void"] + ["Aluminum"] * bands),
+        O=np.tile([1.0, 0, 0, 0], (bands + 1, 1, 1)), v=np.ones((bands + 1, 1)))
+    geometry = Geometry.from_array(material, size=np.array(cells, dtype=float) * CELL_SIZE)
+    return RunConfig(geometry, materials, uniaxial_tension_x(strain, increments, rate), backend="odmn",
+                     backend_options={"parameters": {str(b + 1): str(parameters[b]) for b in range(bands)}},
+                     output=OutputOptions(name="plate"), solver=SolverOptions.from_mapping(solver))
 
 
 def write_descriptors(path: Path, descriptors: np.ndarray) -> Path:
