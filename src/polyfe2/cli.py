@@ -216,15 +216,23 @@ def _cmd_odmn_fit(args) -> int:
 
 
 def _cmd_odmn_validate(args) -> int:
-    from .learn.odmn_validation import TEXTURES, plot_curves, validate_texture
-    from .microstructure.materials import load_phase
+    import csv
 
+    from .learn.odmn_validation import TEXTURES, plot_curves, validate_texture
+    from .microstructure.materials import available_phases, load_phase
+
+    if args.phase not in available_phases():
+        raise InputError(f"expected one of {', '.join(available_phases())}, got {args.phase!r}",
+                         file="command line", key="--phase")
+    if args.samples < 2:
+        raise InputError(f"expected at least 2 triplets (a quarter is held out), got {args.samples}",
+                         file="command line", key="--samples")
     phase = load_phase(args.phase)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    rows = ["texture,description,fit_held_out_error_pct,mean_relative_error_pct,max_relative_error_pct,"
-            "fit_s,dns_s,odmn_s"]
+    rows = [["texture", "description", "fit_held_out_error_pct", "mean_relative_error_pct",
+             "max_relative_error_pct", "fit_s", "dns_s", "odmn_s"]]
     for name in args.textures:
         r = validate_texture(name, out, cells=args.cells, grains=args.grains, depth=args.depth, samples=args.samples,
                              steps=args.steps, strain=args.strain, phase=phase, seed=args.seed,
@@ -233,9 +241,10 @@ def _cmd_odmn_validate(args) -> int:
         print(f"polyfe2: {name} ({TEXTURES[name][0]}): eq. 15 {100 * r.mean_error:.2f} %, eq. 16 "
               f"{100 * r.max_error:.2f} % (elastic fit {100 * r.fit_error:.3f} %; fit {r.time_fit:.0f} s, "
               f"full field {r.time_dns:.0f} s, ODMN {r.time_odmn:.1f} s)")
-        rows.append(f"{name},{TEXTURES[name][0]},{100 * r.fit_error:.4f},{100 * r.mean_error:.3f},"
-                    f"{100 * r.max_error:.3f},{r.time_fit:.1f},{r.time_dns:.1f},{r.time_odmn:.2f}")
-        (out / "validation.csv").write_text("\n".join(rows) + "\n")
+        rows.append([name, TEXTURES[name][0], f"{100 * r.fit_error:.4f}", f"{100 * r.mean_error:.3f}",
+                     f"{100 * r.max_error:.3f}", f"{r.time_fit:.1f}", f"{r.time_dns:.1f}", f"{r.time_odmn:.2f}"])
+        with open(out / "validation.csv", "w", newline="") as f:
+            csv.writer(f).writerows(rows)
     png = plot_curves(results, out / "validation.png")
     print(f"  table   {out / 'validation.csv'}\n  curves  {png}")
     return 0

@@ -117,7 +117,7 @@ def test_condensed_tangent_matches_finite_differences_along_a_plastic_path(tmp_p
     for inc, F in enumerate(path(3, 6)):
         r = be.evaluate(F, F0, 0.5, st)
         assert not r.failed.any()
-        assert r.state["newton_iterations"].max() <= 8
+        assert r.state["evaluations"].max() <= 8
         if inc in (1, 5):
             A = be.tangent(F, 0.5, st, r)
             A_fd = torch.zeros_like(A)
@@ -147,6 +147,27 @@ def test_chunks_give_the_same_answer_and_a_failed_point_keeps_its_state(tmp_path
     assert torch.isfinite(a.P).all()
 
 
+def test_a_point_whose_newton_fails_keeps_its_state_and_answers_with_the_predictor(tmp_path):
+    """One Newton step allowed and an unreachable tolerance: every point fails; the committed
+    state stays, P̄ is the elastic predictor of the committed network, the tangent the stiffness."""
+    p = ODMNParameters.random(3, seed=6)
+    be = backend(tmp_path, {"default": p}, max_newton=1, rtol=1e-300, atol=0.0)
+    st = setup(be, [0, 0])
+    I = torch.eye(3, dtype=D).expand(2, 3, 3)
+    F = path(2, 1, rate=2e-3)[0]
+    r = be.evaluate(F, I, 0.5, st)
+    assert r.failed.all()
+    for k in st:
+        if k != "evaluations":
+            assert torch.equal(r.state[k], st[k]), k
+    assert r.state["evaluations"].tolist() == [2.0, 2.0]          # the start and one Newton step
+    W = p.weights
+    P_pred = be.leaves.predictor_constituents(F[:, None].expand(2, 8, 3, 3),
+                                              {k[5:]: t for k, t in st.items() if k.startswith("leaf.")})
+    assert torch.allclose(r.P, torch.einsum("l,nlab->nab", W, P_pred) / W.sum(), rtol=1e-12)
+    assert torch.equal(be.tangent(F, 0.5, st, r), be.stiffness(st))
+
+
 def test_parameter_sets_by_material_id_range_and_default(tmp_path):
     sets = {"3": ODMNParameters.random(2, seed=0), "0-5": ODMNParameters.random(2, seed=1),
             "default": ODMNParameters.random(2, seed=2)}
@@ -168,6 +189,8 @@ def test_bad_parameter_options_are_one_line_errors(tmp_path, params, key):
     assert "\n" not in str(e.value)
     if key:
         assert e.value.key == key
+    else:
+        assert str(e.value.file).endswith("missing.pt")
 
 
 def test_unmapped_material_and_mixed_depths_are_one_line_errors(tmp_path):
@@ -176,3 +199,29 @@ def test_unmapped_material_and_mixed_depths_are_one_line_errors(tmp_path):
         be.point_data(np.array([2, 7]))
     with pytest.raises(InputError, match="one depth"):
         backend(tmp_path, {"1": ODMNParameters.random(2), "2": ODMNParameters.random(3)})
+
+
+def test_saved_run_config_keeps_parameter_files_reachable(tmp_path):
+    """The ``files`` option kind: a config read from one folder and saved in another still finds
+    its parameter files; a bad value is a one-line error naming the key."""
+    import yaml
+
+    from polyfe2.learn.odmn_validation import loading_unloading
+    from polyfe2.microstructure.descriptor import make_descriptor
+    from polyfe2.simulation.config import load_run_config
+    from polyfe2.simulation.rve import voronoi_rve
+
+    ODMNParameters.random(2).save(tmp_path / "net.pt")
+    one = make_descriptor(np.full((1, 3), 0.5), np.array([[1.0, 0, 0, 0]]))
+    config = voronoi_rve(one, 1, AL, loading_unloading(), backend="odmn",
+                         backend_options={"parameters": {"default": str(tmp_path / "net.pt")}})
+    config.backend_options = {"parameters": {"default": "net.pt"}}
+    config.save(tmp_path / "a")          # built in memory: relative to the folder it is saved in
+    (tmp_path / "a" / "net.pt").write_bytes((tmp_path / "net.pt").read_bytes())
+    load_run_config(tmp_path / "a" / "run.yaml").save(tmp_path / "b" / "deeper")
+    saved = yaml.safe_load((tmp_path / "b" / "deeper" / "run.yaml").read_text())
+    assert saved["backend_options"]["parameters"] == {"default": "../../a/net.pt"}
+    load_run_config(tmp_path / "b" / "deeper" / "run.yaml")
+    with pytest.raises(InputError, match="mapping of names to file names") as e:
+        load_run_config(tmp_path / "a" / "run.yaml", {"backend_options": {"parameters": {"default": 3}}})
+    assert e.value.key == "backend_options/parameters"

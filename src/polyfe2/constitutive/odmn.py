@@ -20,7 +20,8 @@ Leaf i only sees its depth-N ancestors (α^{ij} = 0 elsewhere), so K is assemble
 (leaf, ancestor, ancestor) blocks and scattered, never from dense 2^N × (2^N − 1)² products.
 Newton starts from the last converged a extrapolated with its rate over the last increment (from
 the converged a itself when that start fails). A step that does not lower |r| (or makes a leaf
-fail) is halved along the same direction (batched line search); each point stops when max_j |r^j| / Σ W ≤ rtol · max_i |P^i| + atol.
+fail) is halved along the same direction (batched line search); each point stops when the
+largest component of r / Σ W is at most rtol times the largest leaf stress component plus atol.
 
 Condensed consistent tangent (the linearisation of P̄ with the node equilibrium kept):
 
@@ -68,8 +69,8 @@ class ODMNBackend(Backend):
     -----------------------------------------------------------
     ``a`` (N,J,3) node vectors of eq. 9 and ``a_rate`` their rate over the last increment (the
     next increment starts from a + Δt ȧ); ``set`` (N,) parameter set of every point;
-    ``newton_iterations`` (N,) of the last increment; ``leaf.*`` the leaves' ``taylor``
-    state (N,L,...).
+    ``evaluations`` (N,) network evaluations of the last increment (the start, one per Newton step
+    and one per line-search trial); ``leaf.*`` the leaves' ``taylor`` state (N,L,...).
     """
 
     options_schema = Schema("backend_options (odmn)", {
@@ -171,7 +172,7 @@ class ODMNBackend(Backend):
         n = len(points)
         state.update(a=torch.zeros(n, L - 1, 3, device=device, dtype=dtype),
                      a_rate=torch.zeros(n, L - 1, 3, device=device, dtype=dtype), set=which,
-                     newton_iterations=torch.zeros(n, device=device, dtype=dtype))
+                     evaluations=torch.zeros(n, device=device, dtype=dtype))
         return state
 
     def stiffness(self, state: State) -> torch.Tensor:
@@ -226,7 +227,7 @@ class ODMNBackend(Backend):
         Wsum = W.sum(1)
         leaf0 = {k[len(LEAF):]: t for k, t in st.items() if k.startswith(LEAF)}
         a = st["a"] + dt * st["a_rate"]        # extrapolated from the last two converged increments
-        retried = torch.zeros(n, dtype=torch.bool, device=Fbar.device)
+        retried = (st["a_rate"] == 0).flatten(1).all(1)     # no extrapolation: nothing to retry from
         a_prev, delta = a.clone(), torch.zeros_like(a)
         step = torch.ones(n, dtype=Fbar.dtype, device=Fbar.device)
         r_prev = torch.full((n,), float("inf"), dtype=Fbar.dtype, device=Fbar.device)
@@ -235,10 +236,10 @@ class ODMNBackend(Backend):
         P_bar = torch.zeros_like(Fbar)
         leaf_trial = {k: t.clone() for k, t in leaf0.items()}
         done = torch.zeros(n, dtype=torch.bool, device=Fbar.device)
-        iterations = torch.zeros(n, dtype=Fbar.dtype, device=Fbar.device)
+        evaluations = torch.zeros(n, dtype=Fbar.dtype, device=Fbar.device)
         active = torch.arange(n, device=Fbar.device)
         max_newton, max_halvings = int(o["max_newton"]), int(o["line_search"])
-        for _ in range(max_newton * (max_halvings + 1) + 1):
+        for _ in range(max_newton * (max_halvings + 1) + 2):
             if active.numel() == 0:
                 break
             x = active
@@ -252,7 +253,7 @@ class ODMNBackend(Backend):
             conv = ok & (rn <= tol)
             better = ok & ~conv & (rn < r_prev[x])
             worse = ~conv & ~better
-            iterations[x] += 1
+            evaluations[x] += 1
 
             ic = x[conv]
             done[ic] = True
@@ -288,8 +289,9 @@ class ODMNBackend(Backend):
             active = x[~done[x] & ~lost[x]]
         failed = ~done
         trial = {LEAF + k: t for k, t in leaf_trial.items()}
-        trial.update(a=a, a_rate=(a - st["a"]) / dt, set=st["set"], newton_iterations=iterations)
+        trial.update(a=a, a_rate=(a - st["a"]) / dt, set=st["set"])
         trial = keep_committed(trial, st, failed)
+        trial["evaluations"] = evaluations
         if bool(failed.any()):     # the elastic predictor of the committed network
             Fl = self._leaf_F(Fbar[failed], alpha[failed], st["a"][failed], N[failed])
             Pp = self.leaves.predictor_constituents(Fl, {k: t[failed] for k, t in leaf0.items()})
@@ -317,20 +319,27 @@ class ODMNBackend(Backend):
 
     def tangent(self, F: torch.Tensor, dt: float, state: State, response: Response) -> torch.Tensor:
         """(N,3,3,3,3) condensed consistent tangent dP̄/dF̄ of the converged ``response``
-        (module docstring); failed points: the elastic stiffness."""
+        (module docstring), in chunks of ``chunk_points``; failed points: the elastic stiffness."""
         c = self._constants(F.device, F.dtype)
-        trial = response.state
-        W, alpha, N, aa, N_anc = self._network(c, state["set"])
-        J = alpha.shape[-1]
-        F_l = self._leaf_F(F, alpha, trial["a"], N)
-        leaf0 = {k[len(LEAF):]: t for k, t in state.items() if k.startswith(LEAF)}
-        leaf1 = {k[len(LEAF):]: t for k, t in trial.items() if k.startswith(LEAF)}
-        ok = ~response.failed[:, None].expand(F_l.shape[:2])
-        A = self.leaves.constituent_tangent(F_l, dt, leaf0, leaf1, ok)
-        Wsum = W.sum(1)
-        mean = torch.einsum("nl,nlabcd->nabcd", W, A).reshape(-1, 9, 9)
-        if J:
-            K, B, E = self._blocks(W, aa, N_anc, A, c["anc"], J, condensed=True)
-            mean = mean - E @ torch.linalg.solve(K, B)
-        out = (mean / Wsum[:, None, None]).reshape(-1, 3, 3, 3, 3)
-        return torch.where(response.failed[:, None, None, None, None], self.stiffness(state), out)
+        out = self.stiffness(state).clone()
+        n, size = F.shape[0], int(self.options["chunk_points"])
+        for s in range(0, n, size):
+            i = slice(s, min(s + size, n))
+            st = {k: t[i] for k, t in state.items()}
+            trial = {k: t[i] for k, t in response.state.items()}
+            good = ~response.failed[i]
+            W, alpha, N, aa, N_anc = self._network(c, st["set"])
+            J = alpha.shape[-1]
+            F_l = self._leaf_F(F[i], alpha, trial["a"], N)
+            leaf0 = {k[len(LEAF):]: t for k, t in st.items() if k.startswith(LEAF)}
+            leaf1 = {k[len(LEAF):]: t for k, t in trial.items() if k.startswith(LEAF)}
+            A = self.leaves.constituent_tangent(F_l, dt, leaf0, leaf1, good[:, None].expand(F_l.shape[:2]))
+            mean = torch.einsum("nl,nlabcd->nabcd", W, A).reshape(-1, 9, 9)
+            if J:
+                K, B, E = self._blocks(W, aa, N_anc, A, c["anc"], J, condensed=True)
+                X, info = torch.linalg.solve_ex(K, B)
+                good = good & (info == 0)
+                mean = mean - E @ X
+            A_bar = (mean / W.sum(1)[:, None, None]).reshape(-1, 3, 3, 3, 3)
+            out[i] = torch.where(good[:, None, None, None, None], A_bar, out[i])
+        return out

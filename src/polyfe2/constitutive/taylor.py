@@ -462,7 +462,8 @@ class TaylorBackend(Backend):
         dP/dF = ∂P/∂F + ∂P/∂L_p · dL_p/dF. The partial derivatives are written out
         (:meth:`_partials`); ``autograd=True`` takes them from ``torch.func`` instead (forward mode
         batched with ``vmap``; the reference of the tests, about 10 times slower). Constituents that
-        did not converge (``ok`` false) get the elastic tangent of their predictor (F_p = F_p0).
+        did not converge (``ok`` false), or whose implicit system is singular, get the elastic
+        tangent of their predictor (F_p = F_p0).
         """
         N, K = state["v"].shape
         M = N * K
@@ -487,19 +488,22 @@ class TaylorBackend(Backend):
                 P_F, P_L = (t.reshape(-1, 9, 9) for t in dP(F[i], Lp[i], invFp0[i]))
             else:
                 G_F, G_z, P_F, P_L = self._partials(F[i], Lp[i], xi[i], invFp0[i], dt, c)
-            dz = -torch.linalg.solve(G_z, G_F)
-            dz = torch.where(good[i, None, None], dz, torch.zeros_like(dz))
+            dz, info = torch.linalg.solve_ex(G_z, G_F)
+            use = good[i] & (info == 0) & torch.isfinite(dz).flatten(1).all(1)
+            dz = torch.where(use[:, None, None], -dz, torch.zeros_like(dz))
             out[i] = P_F + P_L @ dz[:, :9]
         return out.reshape(N, K, 3, 3, 3, 3)
 
     def tangent(self, F: torch.Tensor, dt: float, state: State, response: Response) -> torch.Tensor:
         """(N,3,3,3,3) consistent tangent dP/dF = Σ_k v_k ∂P_k/∂F of the converged ``response`` to
-        ``F`` from the committed ``state`` (iso-strain; failed points: the elastic tangent)."""
+        ``F`` from the committed ``state`` (iso-strain; failed points: the elastic stiffness)."""
         v = state["v"]
         N, K = v.shape
         ok = ~response.failed[:, None].expand(N, K)
-        A = self.constituent_tangent(F[:, None].expand(N, K, 3, 3), dt, state, response.state, ok)
-        return torch.einsum("nk,nkijlm->nijlm", v, A)
+        Fs = torch.where(response.failed[:, None, None], torch.eye(3, dtype=F.dtype, device=F.device), F)
+        A = torch.einsum("nk,nkijlm->nijlm", v, self.constituent_tangent(Fs[:, None].expand(N, K, 3, 3), dt,
+                                                                         state, response.state, ok))
+        return torch.where(response.failed[:, None, None, None, None], self.stiffness(state), A)
 
     def constituent_outputs(self, state: State, F: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Per-constituent result fields (N,K,...): ``F_p``, ``L_p``, ``xi_sl``, ``gamma_sl``

@@ -602,7 +602,7 @@ class RunConfig:
         return out
 
     def _rebased_options(self, directory: Path) -> dict:
-        """backend_options with relative ``file`` options expressed relative to ``directory``."""
+        """backend_options with relative ``file`` and ``files`` options expressed relative to ``directory``."""
         fields = registry.get(self.backend).options_schema.fields
 
         def rebase(value):

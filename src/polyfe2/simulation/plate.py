@@ -7,6 +7,7 @@ stresses zero, off-diagonal deformation held.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,8 @@ def plate_case(cells=(24, 24, 3), K: int = 4, bands: int = 4, spread_deg: float 
 
     With ``backend='odmn'`` every texture band is one material (ID b + 1 for band b) whose
     network is the parameter file ``odmn_parameters[b]`` (e.g. from
-    :func:`polyfe2.learn.odmn_fit.fit_band_parameters`); the constituents are not used then.
+    :func:`polyfe2.learn.odmn_fit.fit_band_parameters`, which samples the band textures itself);
+    ``K``, ``spread_deg`` and ``seed`` are not used then.
     """
     if backend == "gru" and K != 20:
         raise ValueError(f"the gru backend's samples have 20 grains; got K = {K}")
@@ -110,6 +112,10 @@ def write_plate_case(directory: Path, **options) -> Path:
     into ``directory``, validate, and return the path of run.yaml."""
     directory = Path(directory)
     config, descriptors = plate_case(**options)
+    if config.backend == "odmn":   # parameter files relative to run.yaml, so the folder can move
+        config.backend_options["parameters"] = {
+            k: os.path.relpath(Path(f).resolve(), directory.resolve())
+            for k, f in config.backend_options["parameters"].items()}
     if descriptors is not None:
         write_descriptors(directory / "descriptors.h5", descriptors)
     path = config.save(directory)

@@ -37,9 +37,9 @@ def build_material_model(config: RunConfig, device: torch.device, dtype=torch.fl
         try:
             backend = registry.get(name)(pdata, options, source=str(mat.path or "material"),
                                          base_dir=config.base_dir, phase_name=phase)
+            extra = {k: t.to(device) for k, t in backend.point_data(cell_ids.cpu().numpy()).items()}
         except InputError as e:  # backend options come from the run config
             raise (InputError(e.message, file=config.path, key=e.key) if e.file is None else e) from None
-        extra = {k: t.to(device) for k, t in backend.point_data(cell_ids.cpu().numpy()).items()}
         K = int(n_constituents[in_phase].max())
         points = MaterialPoints(O[cell_ids, :K], v[cell_ids, :K], cell_ids, extra)
         groups.append(PhaseGroup(phase, backend, index, points))
