@@ -129,18 +129,14 @@ class ODMNBackend(Backend):
         before ``default``)."""
         ids = np.asarray(material_ids, dtype=np.int64)
         which = np.full(ids.shape, -1, dtype=np.int64)
-        for rank in ("id", "range", "default"):
-            for s, k in enumerate(self.selectors):
-                m = _RANGE.match(k)
-                if rank == "id" and k.isdigit():
-                    sel = ids == int(k)
-                elif rank == "range" and m:
-                    sel = (ids >= int(m.group(1))) & (ids <= int(m.group(2)))
-                elif rank == "default" and k == "default":
-                    sel = np.ones(ids.shape, dtype=bool)
-                else:
-                    continue
-                which = np.where((which < 0) & sel, s, which)
+
+        def selected(k):
+            m = _RANGE.match(k)
+            return (ids == int(k)) if k.isdigit() else (ids >= int(m[1])) & (ids <= int(m[2])) if m else True
+
+        priority = lambda s: 0 if self.selectors[s].isdigit() else 1 if _RANGE.match(self.selectors[s]) else 2
+        for s in sorted(range(len(self.selectors)), key=priority):
+            which = np.where((which < 0) & selected(self.selectors[s]), s, which)
         if (which < 0).any():
             missing = int(ids[which < 0][0])
             raise InputError(f"material {missing} ({int((which < 0).sum())} point(s) without a set) has no "

@@ -28,6 +28,7 @@ from ..microstructure.descriptor import (TEXTURE_COMPONENTS, make_descriptor, ra
 from ..microstructure.materials import aluminium
 from ..simulation.config import LoadCase, RunConfig
 from ..simulation.outputs import AverageRecorder
+from ..simulation.plate import uniaxial_tension_x
 from ..simulation.runner import run
 from ..simulation.rve import voronoi_rve
 from ..solver.boundary import make_load_step
@@ -60,15 +61,15 @@ def texture_descriptor(name: str, grains: int, seed: int = 0) -> np.ndarray:
 
 def loading_unloading(strain: float = 0.02, increments: int = 20, unload_increments: int = 10,
                       rate: float = 1e-3) -> LoadCase:
-    """Uniaxial tension along x to ``strain`` at ``rate`` (P_22 = P_33 = 0, shears of F held),
-    then unloading to P̄ = 0 in ``unload_increments`` (F_11 free)."""
-    held = {"dot_F": [[rate, 0, 0], [0, "x", 0], [0, 0, "x"]], "P": [["x", "x", "x"], ["x", 0, "x"], ["x", "x", 0]]}
+    """The plate's uniaxial tension along x to ``strain`` at ``rate`` (P_22 = P_33 = 0, shears of F
+    held, :func:`polyfe2.simulation.plate.uniaxial_tension_x`), then unloading to P̄ = 0 in
+    ``unload_increments`` (F_11 free)."""
+    loading = uniaxial_tension_x(strain, increments, rate).steps
     unload = {"dot_F": [["x", 0, 0], [0, "x", 0], [0, 0, "x"]], "P": [[0, "x", "x"], ["x", 0, "x"], ["x", "x", 0]]}
-    t = strain / rate
-    steps = [{"boundary_conditions": {"mechanical": held}, "discretization": {"t": t, "N": increments}},
-             {"boundary_conditions": {"mechanical": unload},
-              "discretization": {"t": t * unload_increments / increments, "N": unload_increments}}]
-    return LoadCase([make_load_step(s, file="loading_unloading", index=i) for i, s in enumerate(steps)])
+    t = strain / rate * unload_increments / increments
+    return LoadCase(loading + [make_load_step({"boundary_conditions": {"mechanical": unload},
+                                              "discretization": {"t": t, "N": unload_increments}},
+                                             file="loading_unloading", index=1)])
 
 
 def odmn_config(parameters: Path, phase: dict, load: LoadCase) -> RunConfig:
