@@ -26,6 +26,13 @@ if ! has petsc4py && need_lapack; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq liblapack-dev libblas-dev >/dev/null
 fi
 
+# FFTW for mpi4py-fft (the distributed FFT of runs on several ranks).
+if ! has mpi4py_fft && [ ! -e /usr/include/fftw3.h ]; then
+  log "installing libfftw3-dev (FFTW for mpi4py-fft)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libfftw3-dev >/dev/null
+fi
+
 # PyTorch: keep a CUDA build if one is present, otherwise the pinned CPU wheel.
 if ! has torch; then
   log "installing torch==2.13.0"
@@ -45,6 +52,11 @@ if ! has petsc4py; then
   fi
   log "building petsc4py (about 5 min, once)"
   "${PIP[@]}" --no-build-isolation petsc4py
+fi
+
+if ! has mpi4py_fft; then
+  log "building mpi4py-fft (a minute, once)"
+  "${PIP[@]}" --no-build-isolation mpi4py-fft
 fi
 
 # polyfe2 itself, editable, through its build backend: pip -> scikit-build-core -> CMakeLists.txt

@@ -27,13 +27,16 @@ from .learn.spec import LOADS, METHODS, TEXTURES, DatagenSpec
 
 def _cmd_run(args) -> int:
     from .simulation.config import load_run_config
+    from .simulation.parallel import agree, rank, world
 
+    comm = world()
     overrides = {"device": args.device} if args.device else {}
-    config = load_run_config(Path(args.config), overrides)
+    config = agree(comm, load_run_config, Path(args.config), overrides)
     from .simulation.runner import run  # PETSc (and torch, if validation did not need it): now
 
-    summary = run(config, progress=not args.no_progress)
-    _report(summary)
+    summary = run(config, progress=not args.no_progress, restart=args.restart, comm=comm)
+    if rank(comm) == 0:
+        _report(summary)
     return 0
 
 
@@ -270,6 +273,8 @@ def main(argv=None) -> int:
     p.add_argument("config")
     p.add_argument("--device", help="override the config's device (auto, cpu, cuda)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--restart", type=int, metavar="INC",
+                   help="continue from the restart point at increment INC (f_restart in the load case)")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("backends", help="list the registered constitutive backends")
     p.set_defaults(func=_cmd_backends)
@@ -322,17 +327,30 @@ def main(argv=None) -> int:
     p.set_defaults(func=_cmd_demo)
     _add_gru_commands(sub)
     args = parser.parse_args(argv)
+    from .simulation.parallel import world
+
+    comm = world() if args.command == "run" else None
     try:
         return args.func(args)
-    except InputError as e:
-        print(f"polyfe2: error: {e}", file=sys.stderr)
-        return 2
-    except SolverError as e:
-        print(f"polyfe2: error: {e}", file=sys.stderr)
-        return 3
-    except NotImplementedError as e:
-        print(f"polyfe2: error: {e}", file=sys.stderr)
-        return 2
+    except (InputError, SolverError, NotImplementedError) as e:
+        status = 3 if isinstance(e, SolverError) else 2
+        if comm is not None and not getattr(e, "agreed", False):
+            _abort(comm, f"{e}", status)
+        if comm is None or comm.Get_rank() == 0:
+            print(f"polyfe2: error: {e}", file=sys.stderr)
+        return status
+    except Exception as e:
+        if comm is None:
+            raise
+        _abort(comm, f"{type(e).__name__}: {e}", 1)
+
+
+def _abort(comm, message: str, status: int):
+    """An error on one rank of a run on several: the others wait in a collective call, so stop
+    them all (MPI_Abort) after saying what went wrong, in one line."""
+    text = " ".join(message.split())
+    print(f"polyfe2: error on rank {comm.Get_rank()} of {comm.Get_size()}: {text}", file=sys.stderr, flush=True)
+    comm.Abort(status)
 
 
 if __name__ == "__main__":

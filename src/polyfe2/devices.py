@@ -17,8 +17,11 @@ def check_device_name(name: str, file=None) -> str:
     return name
 
 
-def resolve_device(name: str, file=None) -> "torch.device":
+def resolve_device(name: str, file=None, local_rank: int = 0) -> "torch.device":
     """'auto' picks CUDA when present and not disabled by POLYFE2_DISABLE_CUDA=1.
+
+    ``local_rank`` (an MPI rank's index on its node) picks the GPU of an 'auto' or 'cuda'
+    device: one GPU per rank, round robin when a node has fewer GPUs than ranks.
 
     ``cuda`` (or ``cuda:N``) without a CUDA device is an :class:`InputError` naming ``file``
     (when given) and the key ``device``.
@@ -28,8 +31,10 @@ def resolve_device(name: str, file=None) -> "torch.device":
     check_device_name(name, file)
     if name == "auto":
         use_cuda = torch.cuda.is_available() and os.environ.get("POLYFE2_DISABLE_CUDA", "0") != "1"
-        return torch.device("cuda" if use_cuda else "cpu")
+        name = "cuda" if use_cuda else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {name!r} requested but no CUDA device is available; use auto or cpu",
                          file=file, key="device")
+    if name == "cuda" and local_rank:
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device(name)

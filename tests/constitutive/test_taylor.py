@@ -310,3 +310,21 @@ def test_written_out_tangent_equals_the_autograd_one():
         A_ref = be.constituent_tangent(Fk, 0.5, st, r.state, ok, autograd=True)
         assert ((A - A_ref).flatten(2).norm(dim=2) / A_ref.flatten(2).norm(dim=2)).max() < 1e-12
         st, F0 = be.commit(r.state), F
+
+
+def test_chunked_update_gives_the_same_answer():
+    """Points are updated in chunks of at most chunk_crystals crystals (bounded memory); the
+    answer, a failed point included, does not depend on the chunk size (up to the rounding of
+    batched linear algebra)."""
+    be = get("taylor")(AL)
+    st = be.setup(points(damask.Rotation.from_random(21, rng_seed=3).as_quaternion().reshape(7, 3, 4)), "cpu", D)
+    F = stretch(0.004).repeat(7, 1, 1)
+    F[5] = -torch.eye(3, dtype=D)   # det F < 0: a failed point
+    whole = be.evaluate(F, torch.eye(3, dtype=D).expand(7, 3, 3), 4.0, st)
+    be.chunk_crystals = 6   # two points per chunk, the last chunk shorter
+    chunked = be.evaluate(F, torch.eye(3, dtype=D).expand(7, 3, 3), 4.0, st)
+    assert torch.equal(whole.failed, chunked.failed)
+    assert whole.failed.tolist() == [False] * 5 + [True, False]
+    for a, b in [(whole.P, chunked.P)] + [(whole.state[k], chunked.state[k]) for k in whole.state]:
+        assert float((a - b).abs().max()) <= 1e-10 * float(a.abs().max())
+    assert float(whole.state["gamma_sl"].abs().max()) > 0   # plastic

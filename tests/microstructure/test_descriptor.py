@@ -82,3 +82,22 @@ def test_voronoi_grid_ids_and_orientations():
     delta = d[:, :3] - centre
     delta -= np.round(delta)
     assert mat[idx] == int(np.argmin(np.linalg.norm(delta, axis=1)))
+
+
+def test_reduce_to_fz_equals_damask_reduced():
+    q = damask.Rotation.from_random(2000, rng_seed=11).as_quaternion()
+    ref = damask.Orientation(rotation=damask.Rotation(q), lattice="cF").reduced.as_quaternion()
+    got = D.reduce_to_fz(q.reshape(100, 20, 4))
+    assert got.shape == (100, 20, 4)
+    np.testing.assert_allclose(got.reshape(-1, 4), ref, atol=1e-12)
+    assert damask.Orientation(rotation=damask.Rotation(got.reshape(-1, 4)), lattice="cF").in_FZ.all()
+
+
+def test_voronoi_ensemble_fractions_are_exact_and_seeds_distinct():
+    seeds, fractions = D.voronoi_ensemble(400, 20, np.random.default_rng(5), pool=8)
+    assert seeds.shape == (400, 20, 3) and fractions.shape == (400, 20)
+    assert seeds.min() >= 0 and seeds.max() < 1
+    for i in range(0, 400, 40):   # moved by grid symmetries: the tessellation's own fractions
+        d = np.concatenate([seeds[i], np.tile([1.0, 0, 0, 0], (20, 1))], axis=1)
+        np.testing.assert_array_equal(D.grain_fractions(d), fractions[i])
+    assert len({seeds[i].round(12).tobytes() for i in range(400)}) == 400   # 8 pool members, 400 distinct VEs

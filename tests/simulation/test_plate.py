@@ -86,3 +86,27 @@ def test_odmn_demo_runs_one_network_per_band_below_the_taylor_bound(tmp_path, ca
     print("odmn", P_odmn.round(1), "taylor", P_taylor.round(1))
     assert P_taylor[-1] > 40
     assert 0.8 * P_taylor[-1] < P_odmn[-1] < P_taylor[-1]
+
+
+def test_large_material_files_keep_constituents_in_an_hdf5_side_file(tmp_path):
+    """A material per cell (the component-scale plate) saves its constituents to material.h5,
+    which material.yaml names; loading gives back the same arrays; a broken side file is a
+    one-line error naming it."""
+    from polyfe2.errors import InputError
+    from polyfe2.simulation.config import MaterialConfig
+    from polyfe2.simulation.plate import plate_case
+
+    config, _ = plate_case(cells=(8, 8, 2), K=3)
+    path = config.material.save(tmp_path / "material.yaml", side_file=True)
+    assert yaml.safe_load(path.read_text())["material"] == "material.h5"
+    back = MaterialConfig.load(path)
+    np.testing.assert_array_equal(back.O, config.material.O)
+    np.testing.assert_array_equal(back.v, config.material.v)
+    assert (back.phase == config.material.phase).all() and back.n == config.material.n
+    with h5py.File(tmp_path / "material.h5", "a") as f:
+        f["v"][3, 0] = 0.9   # fractions of material 3 no longer sum to 1
+    with pytest.raises(InputError, match=r"material\.h5, key 'material\[3\]': volume fractions"):
+        MaterialConfig.load(path)
+    (tmp_path / "material.h5").unlink()
+    with pytest.raises(InputError, match="material.yaml, key 'material': the constituents file .* does not exist"):
+        MaterialConfig.load(path)

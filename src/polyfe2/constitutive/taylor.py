@@ -329,6 +329,19 @@ class TaylorBackend(Backend):
         state : dict
             Committed state from :meth:`setup` or :meth:`commit`.
         """
+        N, K = state["v"].shape
+        if N * K > self.chunk_crystals:   # bounded temporaries: the Newton's per-crystal Jacobians
+            step = max(1, self.chunk_crystals // K)
+            parts = [self._evaluate(F[i:i + step], dt, {k: t[i:i + step] for k, t in state.items()})
+                     for i in range(0, N, step)]
+            return Response(P=torch.cat([r.P for r in parts]), failed=torch.cat([r.failed for r in parts]),
+                            state={k: torch.cat([r.state[k] for r in parts]) for k in parts[0].state})
+        return self._evaluate(F, dt, state)
+
+    #: crystals per chunk of :meth:`evaluate` (the answer does not depend on it)
+    chunk_crystals = 1 << 16
+
+    def _evaluate(self, F: torch.Tensor, dt: float, state: State) -> Response:
         v = state["v"]
         N, K = v.shape
         okF = self._admissible(F)

@@ -405,6 +405,35 @@ class DADF5Writer:
         finally:
             self._release()
 
+    def increments(self) -> list[tuple[int, float]]:
+        """(increment, t) of the increments in the file, ascending."""
+        with h5py.File(self.path, "r") as f:
+            incs = [(int(k.split("_")[1]), float(f[k].attrs["t/s"])) for k in f if k.startswith("increment_")]
+        return sorted(incs)
+
+    def drop_increments_after(self, increment: int) -> None:
+        """Remove the increments after ``increment`` (a restart recomputes them)."""
+        f = self._file()
+        try:
+            for k in list(f):
+                if (k.startswith("increment_") and int(k.split("_")[1]) > increment) or k.startswith("_incomplete_"):
+                    del f[k]
+            f.flush()
+        finally:
+            self._release()
+
+    def read_cell_field(self, increment: int, name: str) -> np.ndarray:
+        """A homogenization field (``F``, ``P`` ...) of one increment as (Nx, Ny, Nz, ...)."""
+        with h5py.File(self.path, "r") as f:
+            out = None
+            for ho, cells in self.homogenization_cells.items():
+                data = f[f"increment_{int(increment)}/homogenization/{ho}/mechanical/{name}"][()]
+                if out is None:
+                    out = np.empty((self.N,) + data.shape[1:], dtype=data.dtype)
+                out[cells] = data
+        nx, ny, nz = (int(c) for c in self.cells)
+        return out.reshape(nz, ny, nx, *out.shape[1:]).transpose(2, 1, 0, *range(3, out.ndim + 2))
+
     def write_setup_file(self, name: str, text: str) -> None:
         """Add (or replace) a file under ``/setup``."""
         f = self._file()

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Mapping
 
@@ -193,3 +194,16 @@ def read_status(path) -> list[dict[str, object]]:
                 for k, v in r.items()
             })
     return out
+
+
+def truncate_rows(path, last_increment: int) -> None:
+    """Keep the header and the rows of increments up to ``last_increment`` of a curve or status
+    CSV (a restart continues after them); atomic (written aside, then renamed)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(float(ln.split(",", 1)[0])) <= last_increment]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)

@@ -67,8 +67,17 @@ def reduce_to_fz(quaternions) -> np.ndarray:
         The symmetry-equivalent quaternions inside the fundamental zone, ``q0 >= 0``.
     """
     q = np.asarray(quaternions, dtype=float)
-    o = damask.Orientation(rotation=damask.Rotation(q), lattice="cF")
-    return np.asarray(o.reduced.as_quaternion(), dtype=float)
+    # damask's ``Orientation.reduced`` forms all 24 equivalents (14 µs per orientation; minutes for
+    # the plate's 6.8 million). The cubic fundamental zone is the set of equivalents closest to
+    # the identity, i.e. with the largest |scalar part|, and the scalar part of s·q is
+    # s0 q0 - s⃗·q⃗ whatever the sign convention: pick that operation with one matrix product,
+    # then form only its product, with damask (same result as ``reduced``, tested).
+    ops = damask.Orientation(lattice="cF").symmetry_operations.quaternion   # (24, 4)
+    flat = q.reshape(-1, 4)
+    best = np.abs(flat @ (ops * np.array([1.0, -1.0, -1.0, -1.0])).T).argmax(axis=1)
+    reduced = (damask.Rotation(ops[best]) * damask.Rotation(flat)).quaternion
+    reduced = np.where(reduced[:, :1] < 0, -reduced, reduced)
+    return np.asarray(reduced, dtype=float).reshape(q.shape)
 
 
 def random_seeds(G: int, rng) -> np.ndarray:
@@ -229,3 +238,33 @@ def grain_fractions(descriptor: np.ndarray, cells: int = 16) -> np.ndarray:
     material, _ = voronoi_grid(descriptor, (cells,) * 3)
     counts = np.bincount(material.ravel(), minlength=descriptor.shape[0]).astype(float)
     return counts / counts.sum()
+
+
+def voronoi_ensemble(n: int, G: int = N_GRAINS, rng=None, pool: int = 256, cells: int = 16):
+    """Seeds and grain volume fractions of ``n`` periodic Voronoi VEs of ``G`` grains, fast.
+
+    The fractions of :func:`grain_fractions` (measured on a ``cells``³ grid) cost about 7 ms per
+    VE, which is 40 minutes for the 3.4e5 VEs of the component-scale plate. Here ``pool`` VEs
+    are tessellated, and every one of the ``n`` VEs is a pool member moved by a symmetry of the
+    grid: a translation by whole cells and one of the 48 axis permutations and reflections of
+    the cube. These map the cell centres onto themselves, so the moved VE's fractions on the
+    grid are exactly the pool member's (tested against :func:`grain_fractions`), while its seeds
+    differ: ``pool`` × cells³ × 48 distinct VEs (5e7 for the defaults).
+
+    Returns ``seeds`` (n, G, 3) in [0, 1) and ``fractions`` (n, G).
+    """
+    import itertools
+
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    base = random_seeds(pool * G, rng).reshape(pool, G, 3)
+    base_fractions = np.stack([grain_fractions(np.concatenate([s, np.tile([1.0, 0, 0, 0], (G, 1))], axis=1), cells)
+                               for s in base])
+    member = rng.integers(0, pool, size=n)
+    permutations = np.array(list(itertools.permutations(range(3))))
+    perm = permutations[rng.integers(0, 6, size=n)]                      # (n, 3)
+    flip = rng.integers(0, 2, size=(n, 1, 3)).astype(bool)
+    shift = rng.integers(0, cells, size=(n, 1, 3)) / cells
+    seeds = np.take_along_axis(base[member], perm[:, None, :], axis=2)
+    seeds = np.where(flip, 1.0 - seeds, seeds)                           # x -> 1 - x maps centres to centres
+    seeds = (seeds + shift) % 1.0
+    return seeds, base_fractions[member]

@@ -71,8 +71,13 @@ OUTPUT = document(Schema("run config: output", {
 MATERIAL_FILE = Schema("material.yaml", {
     "homogenization": Field("mapping", "homogenization schemes by name"),
     "phase": Field("mapping", "phases by name"),
-    "material": Field("any", "list of materials: homogenization and constituents"),
+    "material": Field("any", "list of materials: homogenization and constituents; or the name of an HDF5 "
+                             "file (relative to material.yaml) with datasets homogenization (n,), phase (n,), "
+                             "O (n, K, 4) and v (n, K): one row per material ID, for grids with a material per cell"),
 })
+
+#: material.yaml files with more materials than this are saved with their constituents in an HDF5 side file
+SIDE_FILE_MATERIALS = 20000
 
 HOMOGENIZATION = document(Schema("material.yaml: homogenization/NAME", {
     "N_constituents": Field("integer", "constituents per material point", low=1),
@@ -343,6 +348,8 @@ class MaterialConfig:
         for name, p in phases.items():
             check_phase(p, file=file, name=name)
         mats = top["material"]
+        if isinstance(mats, str):
+            return cls._from_side_file(top, mats, file)
         if not isinstance(mats, list) or not mats:
             raise InputError("expected a non-empty list of materials", file=file, key="material")
         n, K = len(mats), max(h["N_constituents"] for h in homs.values())
@@ -387,6 +394,33 @@ class MaterialConfig:
         return cls({str(k): dict(p) for k, p in phases.items()}, homs, np.array(hom_of), np.array(phase_of), O, v,
                    Path(file) if file is not None else None)
 
+    @classmethod
+    def _from_side_file(cls, top: dict, name: str, file) -> "MaterialConfig":
+        """material.yaml whose ``material`` names an HDF5 file of constituents (see MATERIAL_FILE)."""
+        import h5py
+
+        base = Path(file).parent if file is not None else Path(".")
+        path = base / name
+        if not path.is_file():
+            raise InputError(f"the constituents file {path} does not exist", file=file, key="material")
+        try:
+            with h5py.File(path, "r") as f:
+                missing = [k for k in ("homogenization", "phase", "O", "v") if k not in f]
+                if missing:
+                    raise InputError(f"expected datasets homogenization, phase, O and v; missing {missing}",
+                                     file=path, key=missing[0])
+                hom = f["homogenization"].asstr()[()]
+                ph = f["phase"].asstr()[()]
+                O, v = f["O"][()], f["v"][()]
+        except OSError as e:
+            raise InputError(f"not a readable HDF5 file ({e})", file=path, key="material") from None
+        try:
+            config = cls.from_arrays(top["phase"], top["homogenization"], hom, ph, O, v)
+        except InputError as e:
+            raise InputError(e.message, file=path, key=e.key) from None
+        config.path = Path(file) if file is not None else None
+        return config
+
     def to_mapping(self) -> dict:
         """The material.yaml content."""
         N = self.n_constituents()
@@ -395,12 +429,29 @@ class MaterialConfig:
             for h, p, O, v, k in zip(self.homogenization, self.phase, self.O.tolist(), self.v.tolist(), N)]
         return {"homogenization": self.homogenizations, "phase": self.phases, "material": materials}
 
-    def save(self, path: Path) -> Path:
+    def save(self, path: Path, side_file: bool | None = None) -> Path:
+        """material.yaml as DAMASK writes it; with ``side_file`` (default: more than
+        :data:`SIDE_FILE_MATERIALS` materials) the constituents go to ``<stem>.h5`` beside it,
+        which ``material`` then names (a list of millions of YAML entries would not fit in memory)."""
         import damask
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        damask.ConfigMaterial(self.to_mapping()).save(path)
+        if side_file is None:
+            side_file = self.n > SIDE_FILE_MATERIALS
+        if not side_file:
+            damask.ConfigMaterial(self.to_mapping()).save(path)
+            return path
+        import h5py
+
+        h5 = path.with_suffix(".h5")
+        with h5py.File(h5, "w") as f:
+            f.create_dataset("homogenization", data=self.homogenization.astype("S"))
+            f.create_dataset("phase", data=self.phase.astype("S"))
+            f.create_dataset("O", data=self.O, chunks=True, compression="gzip", shuffle=True)
+            f.create_dataset("v", data=self.v, chunks=True, compression="gzip", shuffle=True)
+        damask.ConfigMaterial({"homogenization": self.homogenizations, "phase": self.phases,
+                               "material": h5.name}).save(path)
         return path
 
 

@@ -1,5 +1,8 @@
 """Everything a run writes: DADF5 (``damask.Result``), XDMF (ParaView), curve and status
-tables (CSV), and PNG plots (stress-strain curve, σ_xx slice)."""
+tables (CSV), and PNG plots (stress-strain curve, σ_xx slice).
+
+On several MPI ranks every rank hands in its z-slab; rank 0 gathers the slabs and writes files
+with the layout of a one-rank run (:func:`.parallel.gather_slabs`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,25 +13,47 @@ import yaml
 
 from ..errors import InputError
 from ..io import CurveWriter, DADF5Writer, StatusWriter, XDMFSeriesWriter, plot_slice, plot_stress_strain
+from ..io.tables import truncate_rows
 from ..mechanics import stress_Cauchy
+from .parallel import gather_slabs
 
 
 class RunOutputs:
-    """Writers of one run, all under ``config.output_dir`` named after ``config.name``."""
+    """Writers of one run, all under ``config.output_dir`` named after ``config.name``.
 
-    def __init__(self, config, grid):
+    ``comm``/``z_range``: the run's communicator and this rank's z-planes (fields handed in are
+    slabs; rank 0 writes). ``restart``: continue the files of an earlier run from that increment
+    (later increments are dropped; the XDMF series is rebuilt from the DADF5 file)."""
+
+    def __init__(self, config, grid, *, comm=None, z_range=None, restart: int | None = None):
         self.directory = Path(config.output_dir)
+        self.comm = comm
+        self.root = comm is None or comm.Get_rank() == 0
+        z0, z1 = z_range or (0, grid.cells[2])
+        self.local_cells = (grid.cells[0], grid.cells[1], z1 - z0)
+        name = config.name
+        self.grid = grid
+        self.cells = grid.cells
+        self.files = {"results (DADF5)": self.directory / f"{name}.hdf5"}
+        if config.output.xdmf:
+            self.files["ParaView (XDMF)"] = self.directory / f"{name}.xdmf"
+        self.files["curve (CSV)"] = self.directory / f"{name}_curve.csv"
+        self.files["status (CSV)"] = self.directory / f"{name}_status.csv"
+        self.files["status (text)"] = self.directory / f"{name}_status.txt"
+        self.plots = config.output.plots
+        self._groups_index = None
+        self._last = None
+        mat = config.material
+        self.K = int(mat.n_constituents().max())
+        self.dadf5 = self.xdmf = self.curve = self.status = None
+        if not self.root:
+            return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InputError(f"cannot create the results directory {self.directory}: {e.strerror}",
                              file=config.path, key="output/directory") from None
-        name = config.name
-        self.grid = grid
-        self.cells = grid.cells
-        mat = config.material
-        Ks = mat.n_constituents()
-        self.K = K = int(Ks.max())
+        K = self.K
         self.material_id = config.geometry.material
         materials = [dict(homogenization=str(h), phases=[str(p)] * K) for h, p in zip(mat.homogenization, mat.phase)]
         def text(path, content):   # the file as the user wrote it, else as polyfe2 would write it
@@ -38,30 +63,32 @@ class RunOutputs:
                  Path(config.load.path or "load.yaml").name: text(config.load.path, config.load.to_mapping),
                  Path(config.path or f"{name}.yaml").name: text(config.path, config.to_mapping)}
         lattice = {ph: p.get("lattice", "cF") for ph, p in config.material.phases.items()}
-        self.files = {"results (DADF5)": self.directory / f"{name}.hdf5"}
+        resuming = restart is not None
+        if resuming and not self.files["results (DADF5)"].is_file():
+            raise InputError(f"cannot restart: the results file {self.files['results (DADF5)']} is missing",
+                             file=config.path, key="--restart")
         self.dadf5 = DADF5Writer(self.files["results (DADF5)"], grid.cells, grid.size, grid.origin,
                                  material_id=self.material_id, materials=materials, setup_files=setup,
-                                 phase_lattice=lattice)
-        self.xdmf = None
+                                 phase_lattice=lattice, mode="a" if resuming else "w")
+        if resuming:
+            self.dadf5.drop_increments_after(restart)
+            for table in ("curve (CSV)", "status (CSV)"):
+                truncate_rows(self.files[table], restart)
         if config.output.xdmf:
-            self.files["ParaView (XDMF)"] = self.directory / f"{name}.xdmf"
             self.xdmf = XDMFSeriesWriter(self.files["ParaView (XDMF)"], grid.cells, grid.size, grid.origin,
                                          material_id=self.material_id)
-        self.files["curve (CSV)"] = self.directory / f"{name}_curve.csv"
-        self.files["status (CSV)"] = self.directory / f"{name}_status.csv"
-        self.files["status (text)"] = self.directory / f"{name}_status.txt"
-        self.curve = CurveWriter(self.files["curve (CSV)"])
-        self.status = StatusWriter(self.files["status (CSV)"], self.files["status (text)"])
-        self.plots = config.output.plots
-        self._groups_index = None
-        self._last = None
+            for inc, t in (self.dadf5.increments() if resuming else []):   # the series up to the restart point
+                self.xdmf.write(t, {"F": self.dadf5.read_cell_field(inc, "F"),
+                                    "P": self.dadf5.read_cell_field(inc, "P")})
+        self.curve = CurveWriter(self.files["curve (CSV)"], append=resuming)
+        self.status = StatusWriter(self.files["status (CSV)"], self.files["status (text)"], append=resuming)
 
     def bind(self, model) -> None:
         """Know which cells each phase group holds (to assemble constituent fields)."""
         self._groups_index = {g.name: g.index.cpu().numpy() for g in model.groups}
 
     def _constituent_fields(self, outputs: dict, P: np.ndarray) -> dict[str, np.ndarray]:
-        N, K = self.grid.N, self.K
+        N, K = int(np.prod(self.local_cells)), self.K
         fields: dict[str, np.ndarray] = {}
         names = {n for out in outputs.values() for n in out}
         for name in names:
@@ -78,21 +105,28 @@ class RunOutputs:
                 if phase not in outputs or "P" not in outputs[phase]:
                     full[idx] = Pflat[idx]
             fields["P"] = full
-        return {n: a.reshape(*self.cells, *a.shape[1:]) for n, a in fields.items()}
+        return {n: a.reshape(*self.local_cells, *a.shape[1:]) for n, a in fields.items()}
 
     def write_increment(self, increment: int, t: float, F: torch.Tensor, P: torch.Tensor, outputs: dict) -> None:
         Fn, Pn = F.detach().cpu().numpy(), P.detach().cpu().numpy()
-        self.dadf5.write_increment(increment, t, Fn, Pn, self._constituent_fields(outputs, Pn))
+        fields = gather_slabs(self.comm, {"cell F": Fn, "cell P": Pn, **self._constituent_fields(outputs, Pn)})
+        if not self.root:
+            return
+        Fn, Pn = fields.pop("cell F"), fields.pop("cell P")
+        self.dadf5.write_increment(increment, t, Fn, Pn, fields)
         if self.xdmf is not None:
             self.xdmf.write(t, {"F": Fn, "P": Pn})
         self.curve.write(increment, t, Fn, Pn)
         self._last = (Fn, Pn)
 
     def status_row(self, increment, t, dt, level, res) -> None:
-        self.status.write(increment, t, dt, level, res.converged, res.iterations, res.evaluations,
-                          res.err_div, res.err_bc, res.wall)
+        if self.root:
+            self.status.write(increment, t, dt, level, res.converged, res.iterations, res.evaluations,
+                              res.err_div, res.err_bc, res.wall)
 
     def finish(self, summary) -> None:
+        if not self.root:
+            return
         for w in (self.dadf5, self.xdmf, self.curve, self.status):
             if w is not None:
                 w.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, grain_fractions, make_descriptor, random_seeds
+from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, reduce_to_fz, voronoi_ensemble
 from ..microstructure.materials import aluminium, soft_phase
 from ..microstructure.plate import graded_orientations, plate_layout
 from ..solver.boundary import make_load_step
@@ -61,9 +61,9 @@ def plate_case(cells=(24, 24, 3), K: int = 4, bands: int = 4, spread_deg: float 
     O = graded_orientations(solid, band_of_y, K, spread_deg, rng)
     v = np.full((len(solid), K), 1.0 / K)
     descriptors = None
-    if backend == "gru":
-        d = np.stack([make_descriptor(random_seeds(K, rng), O[i]) for i in range(len(solid))])
-        v = np.stack([grain_fractions(d[i]) for i in range(len(solid))])
+    if backend == "gru":   # grain seeds, exact Voronoi fractions on the labels' 16³ grid (vectorised)
+        seeds, v = voronoi_ensemble(len(solid), K, rng)
+        d = np.concatenate([seeds, reduce_to_fz(O)], axis=2)
         descriptors = np.concatenate([d[:1], d])
     al = aluminium()
     # the soft phase as a Taylor point too: DADF5 wants one number of constituents per file

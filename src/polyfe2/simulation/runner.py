@@ -13,15 +13,25 @@ from ..constitutive.dispatch import MaterialModel, PhaseGroup
 from ..devices import resolve_device
 from ..errors import InputError, SolverError
 from ..solver.boundary import masked_compliance
+from ..solver.fft import make_fft
 from ..solver.spectral import SpectralSolver
 from .config import RunConfig
 from .outputs import RunOutputs
+from .parallel import agree, local_rank, rank, world
+from .restart import RestartStore
 
 
-def build_material_model(config: RunConfig, device: torch.device, dtype=torch.float64) -> MaterialModel:
-    """Group the cells by phase and give every group its backend and per-cell points."""
+def build_material_model(config: RunConfig, device: torch.device, dtype=torch.float64,
+                         z_range: tuple[int, int] | None = None) -> MaterialModel:
+    """Group the cells by phase and give every group its backend and per-cell points.
+
+    ``z_range`` = [start, stop) of the z-planes this rank holds (default: all); cell indices
+    are then those of the slab, (x, y, z) row-major as the (Nx, Ny, nz) field."""
     mat = config.material
-    ids = torch.as_tensor(config.geometry.material.reshape(-1), device=device)
+    material = config.geometry.material
+    if z_range is not None:
+        material = material[:, :, z_range[0]:z_range[1]]
+    ids = torch.as_tensor(np.ascontiguousarray(material).reshape(-1), device=device)
     O = torch.as_tensor(mat.O, device=device, dtype=dtype)
     v = torch.as_tensor(mat.v, device=device, dtype=dtype)
     groups = []
@@ -58,49 +68,84 @@ class RunSummary:
     files: dict = field(default_factory=dict)
 
 
-def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print) -> RunSummary:
+def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, restart: int | None = None,
+        comm=None) -> RunSummary:
     """Run the simulation described by ``config``; returns a summary, writes the outputs.
+
+    ``comm``: the MPI communicator of a run on several ranks (default: MPI's world when launched
+    by ``mpiexec`` with more than one rank); every rank then holds one z-slab of the grid.
+    ``restart``: continue from the restart point at that increment (see :mod:`.restart`); the
+    results files keep the increments up to it and go on from there.
 
     Raises :class:`~polyfe2.errors.SolverError` (after writing all converged increments) when
     an increment does not converge within ``N_cutback_max`` halvings of its time step.
     """
     t_start = time.perf_counter()
-    device = resolve_device(config.device, file=config.path)
+    comm = world() if comm is None else comm
+    root = rank(comm) == 0
+    log = log if root else (lambda *a, **k: None)
+    device = agree(comm, resolve_device, config.device, file=config.path, local_rank=local_rank(comm))
     dtype = torch.float64
     grid = config.geometry.grid
     options = config.solver
-    model = build_material_model(config, device, dtype)
+    fft = agree(comm, _make_fft, grid, comm, device, config)
+    model = agree(comm, build_material_model, config, device, dtype, fft.z_range)
     state = model.setup(device, dtype)
     C = model.stiffness(state)
-    try:
-        solver = SpectralSolver(grid, model, C, options)
-    except InputError as e:   # PETSc options come from the run config
-        raise (InputError(e.message, file=config.path, key=e.key) if e.file is None else e) from None
-    C_avg = C.mean(dim=0).cpu().numpy()
-    log(f"polyfe2: grid {grid.cells}, {grid.N} cells, device {device}, backends "
+    solver = agree(comm, _make_solver, grid, model, C, options, fft, config)
+    need, per_cell = memory_estimate(state, int(np.prod(solver.local_cells)), options)
+    agree(comm, _check_memory, need, per_cell, config, rank(comm))
+    C_avg = fft.sum(C.sum(dim=0).cpu().numpy()) / grid.N
+    store = RestartStore(config.output_dir, config.name, comm)
+    resumed = agree(comm, store.read, restart, source=config.path) if restart is not None else None
+    log(f"polyfe2: grid {grid.cells}, {grid.N} cells, {1 if comm is None else comm.Get_size()} rank(s), FFT "
+        f"{fft.name}, device {device}, backends "
         + ", ".join(f"{g.name}:{g.backend.describe()}" for g in model.groups)
-        + f", PETSc options '{options.petsc_options}'")
+        + f", PETSc options '{options.petsc_options}', memory about {need / 2**30:.2f} GiB per rank "
+        f"({per_cell / 1024:.1f} kB per cell)"
+        + (f", restarting from increment {restart}" if restart is not None else ""))
 
-    outputs = outputs or RunOutputs(config, grid)
+    if outputs is None:
+        outputs = agree(comm, RunOutputs, config, grid, comm=comm, z_range=fft.z_range, restart=restart)
     outputs.bind(model)
     summary = RunSummary(files=outputs.files)
+    local_cells = solver.local_cells
+
+    def average(T: torch.Tensor) -> np.ndarray:
+        return fft.sum(T.sum(dim=(0, 1, 2)).cpu().numpy()) / grid.N
+
     eye = torch.eye(3, device=device, dtype=dtype)
-    F = eye.expand(*grid.cells, 3, 3).clone()
+    F = eye.expand(*local_cells, 3, 3).clone()
     P = torch.zeros_like(F)
     F_prev, dt_prev = F, None
     F_aim, F_aim_prev, P_av = np.eye(3), np.eye(3), np.zeros((3, 3))
-    t = 0.0
-    inc = 0
-    outputs.write_increment(0, 0.0, F, P, model.outputs(state, F.reshape(-1, 3, 3)))
-    total = sum(s.N for s in config.load.steps)
-    bar = _progress(total, progress)
-    t_written = t_completed = 0.0
+    F_start, P_start = F_aim.copy(), P_av.copy()
+    t = t_step = 0.0
+    inc = s0 = n0 = 0
+    if resumed is None:
+        outputs.write_increment(0, 0.0, F, P, model.outputs(state, F.reshape(-1, 3, 3)))
+    else:
+        r = _to(resumed, device)
+        state, F, F_prev, P = r["state"], r["F"], r["F_prev"], r["P"]
+        F_aim, F_aim_prev, P_av, F_start, P_start = (r[k] for k in ("F_aim", "F_aim_prev", "P_av", "F_start",
+                                                                     "P_start"))
+        t, t_step, dt_prev, inc, s0, n0 = (r[k] for k in ("t", "t_step", "dt_prev", "inc", "step", "n"))
+        for k in ("iterations", "evaluations", "cutbacks"):
+            setattr(summary, k, r["summary"][k])
+        summary.increments = inc
+    total = sum(st.N for st in config.load.steps)
+    bar = _progress(total, progress and root, initial=inc)
+    t_written = t_completed = t
     try:
         for s, step in enumerate(config.load.steps):
-            F_start, P_start = F_aim.copy(), P_av.copy()
+            if s < s0:
+                continue
+            if s > s0 or resumed is None:
+                F_start, P_start, t_step = F_aim.copy(), P_av.copy(), 0.0
             compliance = masked_compliance(C_avg, step.stress_mask)
-            t_step = 0.0
             for n, dt_nominal in enumerate(step.increments()):
+                if s == s0 and n < n0:
+                    continue
                 remaining, level = dt_nominal, 0
                 while remaining > 1e-9 * dt_nominal:
                     dt = min(dt_nominal / 2**level, remaining)
@@ -111,7 +156,7 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print) ->
                     F_aim_guess = np.where(step.deformation_mask, F_aim_new, F_aim + rate_aim * dt)
                     P_aim = step.stress_aim(P_start, P_av, dt, fraction)
                     F_guess = F + (F - F_prev) * (dt / dt_prev) if guess else F.clone()
-                    F_guess += torch.as_tensor(F_aim_guess, device=device, dtype=dtype) - F_guess.mean(dim=(0, 1, 2))
+                    F_guess += torch.as_tensor(F_aim_guess - average(F_guess), device=device, dtype=dtype)
 
                     def monitor(it, div, bc):
                         bar.set_postfix_str(f"step {s + 1} inc {n + 1} it {it} div/tol {div:.2g} "
@@ -140,6 +185,12 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print) ->
                 if (n + 1) % step.f_out == 0 or n + 1 == step.N:
                     outputs.write_increment(inc, t, F, P, model.outputs(state, F.reshape(-1, 3, 3)))
                     t_written = t
+                if step.f_restart and (n + 1) % step.f_restart == 0:
+                    store.write(inc, dict(
+                        state=state, F=F, F_prev=F_prev, P=P, F_aim=F_aim, F_aim_prev=F_aim_prev, P_av=P_av,
+                        F_start=F_start, P_start=P_start, t=t, t_step=t_step, dt_prev=dt_prev, inc=inc, step=s,
+                        n=n + 1, summary=dict(iterations=summary.iterations, evaluations=summary.evaluations,
+                                              cutbacks=summary.cutbacks)))
     except SolverError:
         if t > t_written:  # keep every converged (sub-)increment
             partial = t > t_completed  # converged sub-steps of the failing increment
@@ -153,8 +204,76 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print) ->
     return summary
 
 
-def _progress(total: int, enabled: bool):
+#: field-sized arrays (9 doubles per cell) a run holds: F, F_prev, P, the guess, the residual, the
+#: 4 cached evaluations (x and P each), PETSc's x and r and N-GMRES's 2 m history vectors (m = 8)
+#: and the FFT's spectra (complex, half the grid: counted as 9 real fields)
+FIELD_ARRAYS = 5 + 8 + 2 + 16 + 9
+
+
+def _state_bytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_state_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_state_bytes(v) for v in obj)
+    return 0
+
+
+def memory_estimate(state, cells: int, options) -> tuple[int, int]:
+    """(bytes this rank needs, bytes per cell): the field arrays, and the material state 6 times
+    (committed, the trials of the 4 cached evaluations, the accepted one). The constitutive
+    update's temporaries are bounded by its chunks, not by the grid (taylor: chunk_crystals)."""
+    per_cell = FIELD_ARRAYS * 9 * 8 + 6 * _state_bytes(state) // max(cells, 1)
+    return per_cell * cells, per_cell
+
+
+def _available_memory() -> int | None:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_memory(need: int, per_cell: int, config, rank_: int) -> None:
+    """Stop before the first increment when the estimate exceeds the memory available."""
+    available = _available_memory()
+    if available is not None and need > available:
+        raise InputError(f"the run needs about {need / 2**30:.1f} GiB on rank {rank_} ({per_cell / 1024:.1f} kB "
+                         f"per cell) but {available / 2**30:.1f} GiB are available; run on more ranks or nodes, "
+                         f"or a smaller grid", file=config.path, key="geometry")
+
+
+def _make_fft(grid, comm, device, config):
+    try:
+        return make_fft(grid, comm, device)
+    except ValueError as e:   # more ranks than planes
+        raise InputError(str(e), file=config.geometry.path or "geometry", key="cells") from None
+
+
+def _make_solver(grid, model, C, options, fft, config):
+    try:
+        return SpectralSolver(grid, model, C, options, fft=fft)
+    except InputError as e:   # PETSc options come from the run config
+        raise (InputError(e.message, file=config.path, key=e.key) if e.file is None else e) from None
+
+
+def _to(obj, device):
+    """A restart payload with its tensors moved to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(v, device) for v in obj)
+    return obj
+
+
+def _progress(total: int, enabled: bool, initial: int = 0):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="inc", desc="polyfe2", dynamic_ncols=True, mininterval=0.5,
+    return tqdm(total=total, initial=initial, unit="inc", desc="polyfe2", dynamic_ncols=True, mininterval=0.5,
                 disable=not enabled)

@@ -33,7 +33,7 @@ class LoadStep:
     t, N, r : total time, number of increments and geometric ratio of the increments.
     f_out : write results every f_out increments.
     estimate_rate : start each increment from the previous increment's rate.
-    f_restart : DAMASK's restart frequency (kept; restart points are not written yet).
+    f_restart : write a restart point every f_restart increments (``polyfe2 run --restart INC``).
     """
 
     deformation_mask: np.ndarray
@@ -108,7 +108,7 @@ LOADSTEP = document(Schema("load.yaml: loadstep[i]", {
     "discretization": Field("mapping", "t, N, r (below)"),
     "f_out": Field("integer", "write results every f_out increments (and at the end of the step)", default=1,
                    low=1),
-    "f_restart": Field("integer", "DAMASK's restart frequency: accepted, restart points are not written yet",
+    "f_restart": Field("integer", "write a restart point every f_restart increments of the step (polyfe2 run --restart INC)",
                        default=None, low=1),
     "estimate_rate": Field("boolean", "start each increment from the previous increment's rate", default=True),
 }))

@@ -13,15 +13,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .fft import SerialFFT
 from .grid import Grid
 
-FIELD_AXES = (0, 1, 2)
 
-
-def derivative_symbol(grid: Grid, kind: str, device, dtype=torch.float64) -> torch.Tensor:
-    """Complex Fourier symbol D(k) of the first derivative, ``(Nx, Ny, Nz//2+1, 3)``:
-    the Fourier transform of ∂u/∂x_j is D_j û, with lengths in voxel spacings (see
-    :meth:`frequencies`).
+def derivative_symbol(grid: Grid, kind: str, device, dtype=torch.float64, fft=None) -> torch.Tensor:
+    """Complex Fourier symbol D(k) of the first derivative on the spectral array of ``fft``
+    (default: one rank, ``(Nx, Ny, Nz//2+1, 3)``): the Fourier transform of ∂u/∂x_j is D_j û,
+    with lengths in voxel spacings (see :func:`frequencies`).
 
     'continuous': D_j = 2πi ξ_j (Moulinec & Suquet; Nyquist set to zero).
     'rotated': the finite difference on the grid rotated by 45° (Willot 2015, C. R.
@@ -31,15 +30,13 @@ def derivative_symbol(grid: Grid, kind: str, device, dtype=torch.float64) -> tor
     """
     cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
     if kind == "continuous":
-        return (2j * np.pi) * frequencies(grid, device, dtype).to(cdtype)
+        return (2j * np.pi) * frequencies(grid, device, dtype, fft=fft).to(cdtype)
     if kind != "rotated":
         raise ValueError(f"unknown derivative {kind!r}")
     size = np.asarray(grid.size, dtype=float)
     h = size / np.asarray(grid.cells) / np.median(size / np.asarray(grid.cells))
-    phases = []
-    for n, half in zip(grid.cells, (False, False, True)):
-        k = np.fft.rfftfreq(n, d=1.0 / n) if half else np.fft.fftfreq(n, d=1.0 / n)
-        phases.append(torch.as_tensor(np.exp(2j * np.pi * k / n), device=device, dtype=cdtype))
+    phases = [torch.as_tensor(np.exp(2j * np.pi * k / n), device=device, dtype=cdtype)
+              for n, k in zip(grid.cells, _axis_frequencies(grid, fft))]
     e = torch.stack(torch.meshgrid(*phases, indexing="ij"), dim=-1)
     D = []
     for j in range(3):
@@ -50,8 +47,14 @@ def derivative_symbol(grid: Grid, kind: str, device, dtype=torch.float64) -> tor
         D.append(term)
     return torch.stack(D, dim=-1)
 
-def frequencies(grid: Grid, device, dtype, *, scaled: bool = True) -> torch.Tensor:
-    """Wave vectors ξ = k/L of the rfft layout, ``(Nx, Ny, Nz//2+1, 3)``.
+
+def _axis_frequencies(grid: Grid, fft) -> list[np.ndarray]:
+    return (fft or SerialFFT(grid)).axis_frequencies()
+
+
+def frequencies(grid: Grid, device, dtype, *, scaled: bool = True, fft=None) -> torch.Tensor:
+    """Wave vectors ξ = k/L on the spectral array of ``fft`` (default: one rank's rfft layout,
+    ``(Nx, Ny, Nz//2+1, 3)``).
 
     ``scaled`` measures lengths in voxel spacings (the median spacing of the three axes),
     which makes the divergence norm independent of the unit of length and of the
@@ -63,8 +66,8 @@ def frequencies(grid: Grid, device, dtype, *, scaled: bool = True) -> torch.Tens
     if scaled:
         size = size / np.median(size / np.asarray(grid.cells))
     axes = []
-    for n, L, half in zip(grid.cells, size, (False, False, True)):
-        k = np.fft.rfftfreq(n, d=1.0 / n) if half else np.fft.fftfreq(n, d=1.0 / n)
+    for n, L, k in zip(grid.cells, size, _axis_frequencies(grid, fft)):
+        k = k.copy()
         if n % 2 == 0:
             k[np.abs(k) == n // 2] = 0.0
         axes.append(torch.as_tensor(k / L, device=device, dtype=dtype))
@@ -79,12 +82,16 @@ class GreenOperator:
     grid : Grid
     C0 : (3, 3, 3, 3) tensor
         Reference stiffness dP/dF.
+    fft : SerialFFT, FFTWSlabFFT or TorchSlabFFT, optional
+        The transform (:mod:`.fft`); default one rank. With a slab transform every method works
+        on this rank's slab and :meth:`divergence_rms` sums over the ranks.
     """
 
-    def __init__(self, grid: Grid, C0: torch.Tensor, derivative: str = "continuous"):
+    def __init__(self, grid: Grid, C0: torch.Tensor, derivative: str = "continuous", fft=None):
         self.grid = grid
+        self.fft_impl = fft or SerialFFT(grid)
         self.device, self.dtype = C0.device, C0.dtype
-        self.D = derivative_symbol(grid, derivative, self.device, self.dtype)  # (Nx, Ny, Nz/2+1, 3)
+        self.D = derivative_symbol(grid, derivative, self.device, self.dtype, fft=self.fft_impl)  # (spectral, 3)
         self.set_reference(C0)
 
     def set_reference(self, C0: torch.Tensor) -> None:
@@ -99,10 +106,10 @@ class GreenOperator:
         self.Kinv = Kinv
 
     def fft(self, T: torch.Tensor) -> torch.Tensor:
-        return torch.fft.rfftn(T, dim=FIELD_AXES)
+        return self.fft_impl.forward(T)
 
     def ifft(self, T_hat: torch.Tensor) -> torch.Tensor:
-        return torch.fft.irfftn(T_hat, s=self.grid.cells, dim=FIELD_AXES)
+        return self.fft_impl.backward(T_hat)
 
     def convolve(self, P_hat: torch.Tensor) -> torch.Tensor:
         """Γ⁰ * P in real space, given P̂ (the k = 0 term of the result is zero).
@@ -117,14 +124,18 @@ class GreenOperator:
         """Root mean square over the cells of Div P (Parseval), in units of P per scaled length.
 
         Div P in Fourier space is P̂_ij D̄_j (the adjoint of the gradient D). With the rfft
-        layout, the planes 0 < k_z < Nz/2 stand for two conjugate frequencies and count twice.
+        layout, the inner planes 0 < k < N/2 of the halved axis stand for two conjugate
+        frequencies and count twice.
         """
         div = torch.einsum("...ij,...j->...i", P_hat, self.D.conj())
         power = (div.real**2 + div.imag**2).sum(dim=-1)
-        nz = self.grid.cells[2]
-        weight = torch.full((power.shape[-1],), 2.0, device=power.device, dtype=power.dtype)
+        axis = self.fft_impl.halved
+        n = self.grid.cells[axis]
+        weight = torch.full((power.shape[axis],), 2.0, device=power.device, dtype=power.dtype)
         weight[0] = 1.0
-        if nz % 2 == 0:
+        if n % 2 == 0:
             weight[-1] = 1.0
-        total = (power * weight).sum()
-        return float(torch.sqrt(total)) / self.grid.N
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        total = self.fft_impl.sum(float((power * weight.reshape(shape)).sum()))
+        return float(np.sqrt(total)) / self.grid.N

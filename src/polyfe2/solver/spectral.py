@@ -13,7 +13,10 @@ The plain fixed-point iteration F ← F − r(F) is the basic scheme; N-GMRES ac
 
 The PETSc vector is a 3-D DMDA with 9 dof (x fastest, DAMASK's order) whose local part is a
 z-slab; the constitutive update and FFTs run on the run's torch device and only F in and r
-out cross to PETSc per evaluation.
+out cross to PETSc per evaluation. With several MPI ranks every rank holds one z-slab of the
+cells (the DMDA's ownership ranges are the FFT's slabs, :mod:`.fft`), evaluates only its own
+material points, and the averages, norms and convergence decisions are reduced over the ranks,
+so that every rank takes the same decisions.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .fft import SerialFFT, z_slabs
 from .green import GreenOperator
 from .grid import Grid
 from .options import REFERENCE_MEDIA, SolverOptions, parse_petsc_options
@@ -69,6 +73,42 @@ def reference_stiffness(C: torch.Tensor, how: str) -> torch.Tensor:
     return C.mean(dim=0)
 
 
+def distributed_reference_stiffness(C: torch.Tensor, how: str, fft) -> torch.Tensor:
+    """:func:`reference_stiffness` over the slabs of all ranks: ``C`` is this rank's
+    (Nx,Ny,nz,3,3,3,3); the result is what one rank holding the whole grid would compute
+    ('minmax': ties go to the first cell in DAMASK's order, as there)."""
+    if fft.comm is None:
+        return reference_stiffness(C, how)
+    from mpi4py import MPI
+
+    if how not in REFERENCE_MEDIA:
+        raise ValueError(f"unknown reference medium {how!r}; expected one of {REFERENCE_MEDIA}")
+    comm = fft.comm
+    offset = fft.z_range[0] * fft.grid.cells[0] * fft.grid.cells[1]   # cells on the ranks below
+    C = C.permute(2, 1, 0, 3, 4, 5, 6).reshape(-1, 3, 3, 3, 3)
+    if how == "minmax":
+        norm = (C**2).sum(dim=(1, 2, 3, 4))
+        picks = []
+        for arg, sign in ((torch.argmax, -1.0), (torch.argmin, 1.0)):
+            i = int(arg(norm))
+            # (sign·norm, global index) orders the candidates: the extreme first, then DAMASK's order
+            candidates = comm.allgather((sign * float(norm[i]), offset + i, C[i].cpu().numpy()))
+            picks.append(min(candidates, key=lambda c: (c[0], c[1]))[2])
+        return torch.as_tensor(0.5 * (picks[0] + picks[1]), device=C.device, dtype=C.dtype)
+    local = C.cpu().numpy()
+    if how == "componentwise":
+        hi, lo = np.empty((3, 3, 3, 3)), np.empty((3, 3, 3, 3))
+        comm.Allreduce(np.ascontiguousarray(local.max(axis=0)), hi, op=MPI.MAX)
+        comm.Allreduce(np.ascontiguousarray(local.min(axis=0)), lo, op=MPI.MIN)
+        out = 0.5 * (hi + lo)
+    elif how == "max":
+        out = np.empty((3, 3, 3, 3))
+        comm.Allreduce(np.ascontiguousarray(local.max(axis=0)), out, op=MPI.MAX)
+    else:
+        out = fft.sum(local.sum(axis=0)) / fft.grid.N
+    return torch.as_tensor(out, device=C.device, dtype=C.dtype)
+
+
 @dataclass
 class Evaluation:
     """A residual evaluation, kept so the converged state need not be recomputed."""
@@ -76,7 +116,7 @@ class Evaluation:
     x: np.ndarray
     P: torch.Tensor
     trial: Any
-    failed: torch.Tensor
+    failed: int  # material points that failed, on all ranks
     err_div: float
     err_bc: float
     P_av: np.ndarray
@@ -111,23 +151,28 @@ class SpectralSolver:
     model : MaterialModel
         Batched P(F) over all cells (see :mod:`polyfe2.constitutive.dispatch`).
     C_ref : (N,3,3,3,3) tensor
-        Elastic stiffness of every cell, for the reference medium and the compliance.
+        Elastic stiffness of every cell of this rank's slab, for the reference medium.
     options : SolverOptions
+    fft : the transform of :mod:`.fft` (default: one rank, :class:`~.fft.SerialFFT`)
     """
 
-    def __init__(self, grid: Grid, model, C_ref: torch.Tensor, options: SolverOptions, comm=None):
+    def __init__(self, grid: Grid, model, C_ref: torch.Tensor, options: SolverOptions, fft=None):
         from petsc4py import PETSc
 
         self.PETSc = PETSc
         self.grid, self.model, self.options = grid, model, options
         self.device, self.dtype = C_ref.device, C_ref.dtype
-        C0 = reference_stiffness(C_ref.reshape(*grid.cells, 3, 3, 3, 3), options.reference)
-        self.green = GreenOperator(grid, C0, options.derivative)
-        self.C_avg = C_ref.mean(dim=0).cpu().numpy()
-        comm = comm or PETSc.COMM_WORLD
-        if comm.getSize() > 1:
-            raise NotImplementedError("the distributed FFT over z-slabs is not implemented yet; run with 1 rank")
-        self.da = PETSc.DMDA().create(dim=3, dof=9, sizes=grid.cells, proc_sizes=(1, 1, comm.getSize()),
+        self.fft = fft or SerialFFT(grid)
+        z0, z1 = self.fft.z_range
+        self.local_cells = (grid.cells[0], grid.cells[1], z1 - z0)
+        C0 = distributed_reference_stiffness(C_ref.reshape(*self.local_cells, 3, 3, 3, 3), options.reference,
+                                             self.fft)
+        self.green = GreenOperator(grid, C0, options.derivative, fft=self.fft)
+        comm = PETSc.COMM_SELF if self.fft.comm is None else PETSc.Comm(self.fft.comm)
+        size = comm.getSize()
+        slabs = [b - a for a, b in z_slabs(grid.cells[2], size)]
+        self.da = PETSc.DMDA().create(dim=3, dof=9, sizes=grid.cells, proc_sizes=(1, 1, size),
+                                      ownership_ranges=((grid.cells[0],), (grid.cells[1],), tuple(slabs)),
                                       stencil_width=0, comm=comm)
         self.x = self.da.createGlobalVec()
         self.r = self.x.duplicate()
@@ -166,14 +211,18 @@ class SpectralSolver:
         return snes
 
     def field(self, vec, readonly: bool = False) -> np.ndarray:
-        """(Nx,Ny,Nz,3,3) numpy view of a DMDA vector (x fastest in memory)."""
-        nx, ny, nz = self.grid.cells
+        """(Nx,Ny,nz,3,3) numpy view of this rank's slab of a DMDA vector (x fastest in memory)."""
+        nx, ny, nz = self.local_cells
         return vec.getArray(readonly=readonly).reshape(nz, ny, nx, 3, 3).transpose(2, 1, 0, 3, 4)
 
     # --- the residual -----------------------------------------------------------------------
     def _form_residual(self, snes, X, R) -> None:
         x = np.array(self.field(X, readonly=True))  # a copy: kept to identify the iterate later
-        ev, r = self.residual(torch.from_numpy(x).to(self.device, self.dtype))
+        try:
+            ev, r = self.residual(torch.from_numpy(x).to(self.device, self.dtype))
+        except BaseException as e:   # PETSc reports it as a bare error code: keep the original
+            self._callback_error = e
+            raise
         ev.x = x
         self._cache.append(ev)
         del self._cache[:-4]
@@ -188,19 +237,28 @@ class SpectralSolver:
         P = P.reshape(shape)
         P_hat = self.green.fft(P)
         err_div = self.green.divergence_rms(P_hat)
-        P_av = (P_hat[0, 0, 0].real / self.grid.N).cpu().numpy()
-        F_av = F.mean(dim=(0, 1, 2)).cpu().numpy()
+        if self.fft.comm is None:
+            P_av = (P_hat[0, 0, 0].real / self.grid.N).cpu().numpy()
+            F_av = F.mean(dim=(0, 1, 2)).cpu().numpy()
+        else:
+            P_av = self.fft.sum(P.sum(dim=(0, 1, 2)).cpu().numpy()) / self.grid.N
+            F_av = self.fft.sum(F.sum(dim=(0, 1, 2)).cpu().numpy()) / self.grid.N
         dP = np.where(inc["stress_mask"], P_av - inc["P_aim"], 0.0)
         r_avg = np.where(inc["stress_mask"], np.einsum("ijkl,kl->ij", inc["compliance"], dP), F_av - inc["F_aim"])
         r = self.green.convolve(P_hat)
         r += torch.as_tensor(r_avg, device=r.device, dtype=r.dtype)
-        ev = Evaluation(None, P, trial, failed, err_div, float(np.abs(dP).max()), P_av, F_av)
+        n_failed = self.fft.sum(int(failed.sum()))   # over all ranks
+        ev = Evaluation(None, P, trial, n_failed, err_div, float(np.abs(dP).max()), P_av, F_av)
         return ev, r
 
     def _find(self, X) -> Evaluation | None:
+        """The cached evaluation of the iterate X (on every rank the same one, or None)."""
         x = self.field(X, readonly=True)
-        for ev in reversed(self._cache):
-            if np.array_equal(ev.x, x):
+        same = np.array([np.array_equal(ev.x, x) for ev in self._cache], dtype=np.int64)
+        if self.fft.comm is not None:
+            same = self.fft.sum(same) == self.fft.comm.Get_size()   # equal on every rank's slab
+        for ev, hit in zip(reversed(self._cache), reversed(same)):
+            if hit:
                 return ev
         return None
 
@@ -215,8 +273,8 @@ class SpectralSolver:
         residual of its combined iterate). The iterate that passes is the one returned."""
         R = self.PETSc.SNES.ConvergedReason
         ev = self._find(snes.getSolution()) or self._cache[-1]
-        if bool(ev.failed.any()):
-            self._failed_points = int(ev.failed.sum())
+        if ev.failed:
+            self._failed_points = ev.failed
             return R.DIVERGED_FUNCTION_DOMAIN
         if not (np.isfinite(ev.err_div) and np.isfinite(ev.err_bc)):
             return R.DIVERGED_FUNCTION_NANORINF
@@ -249,7 +307,13 @@ class SpectralSolver:
         self.evaluations = 0
         self.monitor = monitor
         self.field(self.x)[...] = F_guess.cpu().numpy()
-        self.snes.solve(None, self.x)
+        self._callback_error = None
+        try:
+            self.snes.solve(None, self.x)
+        except self.PETSc.Error:
+            if self._callback_error is not None:
+                raise self._callback_error from None
+            raise
         reason_code = self.snes.getConvergedReason()
         names = {v: k for k, v in vars(self.PETSc.SNES.ConvergedReason).items() if isinstance(v, int)}
         reason = names.get(reason_code, str(reason_code))

@@ -1,0 +1,103 @@
+"""Runs on 2 MPI ranks (the mpich wheel's mpiexec): same answers as 1 rank, errors stop every rank."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from polyfe2.simulation.plate import write_plate_case
+
+BIN = Path(sys.executable).parent
+MPIEXEC = BIN / "mpiexec"
+pytestmark = pytest.mark.skipif(not MPIEXEC.exists(), reason="no mpiexec beside the interpreter (mpich wheel)")
+
+
+def polyfe2(*args, ranks=1, env=None, timeout=300):
+    cmd = [str(BIN / "polyfe2"), *map(str, args), "--no-progress"]
+    if ranks > 1:
+        cmd = [str(MPIEXEC), "-n", str(ranks), *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def fields(path, increment):
+    with h5py.File(path) as f:
+        g = f[f"increment_{increment}/homogenization"]
+        return {(h, n): g[h]["mechanical"][n][()] for h in g for n in ("F", "P")}
+
+
+@pytest.fixture(scope="module")
+def one_rank(tmp_path_factory):
+    """The plate (taylor, K = 2, a slot and a free layer) on 10×10×5 cells: 5 z-planes do not
+    split evenly over 2 ranks."""
+    d = tmp_path_factory.mktemp("one")
+    run = write_plate_case(d, cells=(10, 10, 5), K=2, increments=3, strain=0.006)
+    r = polyfe2("run", run)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+@pytest.mark.parametrize("fft", ["fftw", "torch"])
+def test_two_ranks_give_the_fields_of_one(one_rank, tmp_path, fft):
+    run = write_plate_case(tmp_path, cells=(10, 10, 5), K=2, increments=3, strain=0.006)
+    r = polyfe2("run", run, ranks=2, env={"POLYFE2_SLAB_FFT": fft})
+    assert r.returncode == 0, r.stderr
+    assert ("fftw-slab" if fft == "fftw" else "torch-slab") in r.stdout and "2 rank(s)" in r.stdout
+    assert r.stdout.count("final average P_11") == 1   # rank 0 reports
+    ref, got = fields(one_rank / "results/plate.hdf5", 3), fields(tmp_path / "results/plate.hdf5", 3)
+    assert ref.keys() == got.keys()
+    for key in ref:   # same iterates: the decisions are global, only summation order differs
+        scale = np.abs(ref[key]).max()
+        assert np.abs(got[key] - ref[key]).max() < 1e-8 * scale, key
+    P = ref[("Taylor", "P")]
+    assert np.abs(P[..., 0, 0]).max() > 1e7   # a real, loaded answer
+
+
+def test_an_input_error_on_every_rank_is_reported_once(tmp_path):
+    run = write_plate_case(tmp_path, cells=(6, 6, 1), K=1, increments=1)
+    t0 = time.perf_counter()
+    r = polyfe2("run", run, ranks=2)
+    assert r.returncode == 2
+    assert time.perf_counter() - t0 < 60
+    lines = [ln for ln in r.stderr.splitlines() if "polyfe2: error" in ln]
+    assert len(lines) == 1 and "2 ranks need at least as many z-planes" in lines[0], r.stderr
+
+
+FAILING_RANK = """
+import sys
+from polyfe2.constitutive import dispatch
+from polyfe2.simulation.parallel import world
+
+calls = 0
+evaluate = dispatch.MaterialModel.evaluate
+
+def fail_on_rank_1(self, *args):
+    global calls
+    calls += 1
+    if world().Get_rank() == 1 and calls == 3:
+        raise RuntimeError("deliberate failure in the constitutive update")
+    return evaluate(self, *args)
+
+dispatch.MaterialModel.evaluate = fail_on_rank_1
+from polyfe2.cli import main
+sys.exit(main(["run", sys.argv[1], "--no-progress"]))
+"""
+
+
+def test_a_failing_rank_stops_the_job_within_seconds(tmp_path):
+    """One rank raises in the middle of a residual evaluation while the other waits in the FFT's
+    transpose: the job stops (MPI_Abort) with that rank's one-line message, never hangs."""
+    run = write_plate_case(tmp_path, cells=(8, 8, 4), K=1, increments=2)
+    script = tmp_path / "fail.py"
+    script.write_text(FAILING_RANK)
+    t0 = time.perf_counter()
+    r = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, str(script), str(run)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0
+    assert time.perf_counter() - t0 < 60
+    lines = [ln for ln in r.stderr.splitlines() if "polyfe2: error" in ln]
+    assert lines == ["polyfe2: error on rank 1 of 2: RuntimeError: deliberate failure in the constitutive update"]
