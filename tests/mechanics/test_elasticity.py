@@ -125,6 +125,21 @@ def test_average_stiffness(at, random):
                                at.numpy(El.rotate_stiffness(at(C), at(R[:, 0]))), rtol=0, atol=1e-15 * C11)
 
 
+def test_average_stiffness_in_chunks_is_the_same(at, random, monkeypatch):
+    """Large batches are averaged in chunks of points (bounded temporaries): same answer for a
+    crystal-frame C shared by all grains and for one C per grain, with several leading axes."""
+    R = random.rotation((3, 7, 4))
+    v = random.rng.uniform(0.1, 1.0, (3, 7, 4))
+    v = v / v.sum(-1, keepdims=True)
+    per_grain = El.rotate_stiffness(cubic(), random.rotation((3, 7, 4)))
+    whole = [at.numpy(El.average_stiffness(at(C), at(R), at(v))) for C in (cubic(), per_grain)]
+    monkeypatch.setattr(El, "_CHUNK_GRAINS", 10)   # 2 points (8 grains) per chunk, 21 points
+    for C, ref in zip((cubic(), per_grain), whole):
+        got = at.numpy(El.average_stiffness(at(C), at(R), at(v)))
+        assert got.shape == (3, 7, 3, 3, 3, 3)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12 * C11)
+
+
 def test_average_stiffness_rejects_mismatched_fractions(at, random):
     with pytest.raises(ValueError, match=r"v: expected shape \(\.\.\., K\) with K = 4 rotations, got \(5, 3\)"):
         El.average_stiffness(at(cubic()), at(random.rotation((5, 4))), at(np.ones((5, 3))))

@@ -42,7 +42,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from ._common import flatten_cells, to_numpy
+from ._common import flatten_cells, to_numpy, unflatten_cells
 
 __all__ = ["DADF5Writer", "DEFAULT_META"]
 
@@ -423,16 +423,8 @@ class DADF5Writer:
             self._release()
 
     def read_cell_field(self, increment: int, name: str) -> np.ndarray:
-        """A homogenization field (``F``, ``P`` ...) of one increment as (Nx, Ny, Nz, ...)."""
-        with h5py.File(self.path, "r") as f:
-            out = None
-            for ho, cells in self.homogenization_cells.items():
-                data = f[f"increment_{int(increment)}/homogenization/{ho}/mechanical/{name}"][()]
-                if out is None:
-                    out = np.empty((self.N,) + data.shape[1:], dtype=data.dtype)
-                out[cells] = data
-        nx, ny, nz = (int(c) for c in self.cells)
-        return out.reshape(nz, ny, nx, *out.shape[1:]).transpose(2, 1, 0, *range(3, out.ndim + 2))
+        """A homogenization field of one increment as (Nx, Ny, Nz, ...) (:func:`read_cell_field`)."""
+        return read_cell_field(self.path, increment, name)
 
     def write_setup_file(self, name: str, text: str) -> None:
         """Add (or replace) a file under ``/setup``."""
@@ -460,3 +452,19 @@ class DADF5Writer:
                 self._h5.close()
         except Exception:
             pass
+
+
+def read_cell_field(path, increment: int, name: str) -> np.ndarray:
+    """A homogenization field (``F``, ``P`` ...) of one increment of a DADF5 file as
+    (Nx, Ny, Nz, ...), placed by the file's ``cell_to/homogenization`` mapping."""
+    with h5py.File(path, "r") as f:
+        nx, ny, nz = (int(c) for c in f["geometry"].attrs["cells"])
+        cell_to = f["cell_to/homogenization"][()]
+        out = None
+        for label in np.unique(cell_to["label"]):
+            cells = np.flatnonzero(cell_to["label"] == label)
+            data = f[f"increment_{int(increment)}/homogenization/{label.decode()}/mechanical/{name}"][()]
+            if out is None:
+                out = np.empty((nx * ny * nz,) + data.shape[1:], dtype=data.dtype)
+            out[cells] = data[cell_to["entry"][cells]]
+    return unflatten_cells(out, (nx, ny, nz))

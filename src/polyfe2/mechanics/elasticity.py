@@ -10,6 +10,8 @@ coordinates to crystal coordinates, v_c = R v_lab.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._array import Array, asarrays, check_shape, xp
@@ -124,7 +126,25 @@ def average_stiffness(C: Array, R: Array, v: Array) -> Array:
     check_shape(R, (3, 3), "R")
     if v.shape[-1:] != R.shape[-3:-2]:
         raise ValueError(f"v: expected shape (..., K) with K = {R.shape[-3]} rotations, got {tuple(v.shape)}")
-    return xp(C).einsum("...k,...kabcd->...abcd", v, rotate_stiffness(C, R))
+    m = xp(C)
+    lead, K = tuple(R.shape[:-3]), R.shape[-3]
+    n = math.prod(lead)
+    if n * K <= _CHUNK_GRAINS:
+        return m.einsum("...k,...kabcd->...abcd", v, rotate_stiffness(C, R))
+    # in chunks of points: the rotated stiffness of every grain is 648 bytes (4 GB for the plate's
+    # 6.8 million grains), the average only 648 bytes per point
+    R = R.reshape(n, K, 3, 3)
+    v = m.broadcast_to(v, lead + (K,)).reshape(n, K)
+    C = C if C.ndim == 4 else m.broadcast_to(C, lead + (K, 3, 3, 3, 3)).reshape(n, K, 3, 3, 3, 3)
+    step = max(1, _CHUNK_GRAINS // K)
+    parts = [m.einsum("nk,nkabcd->nabcd", v[i:i + step], rotate_stiffness(C if C.ndim == 4 else C[i:i + step],
+                                                                           R[i:i + step]))
+             for i in range(0, n, step)]
+    return m.concatenate(parts).reshape(lead + (3, 3, 3, 3))
+
+
+#: grains per chunk of :func:`average_stiffness` (the answer does not depend on it)
+_CHUNK_GRAINS = 1 << 16
 
 
 def bulk_modulus_cubic(C11, C12):

@@ -104,22 +104,22 @@ def make_descriptor(seeds, quaternions) -> np.ndarray:
 
     Parameters
     ----------
-    seeds : array_like, shape (G, 3)
-        Voronoi seed positions in the unit cube.
-    quaternions : array_like, shape (G, 4)
+    seeds : array_like, shape (..., G, 3)
+        Voronoi seed positions in the unit cube (leading axes: many VEs at once).
+    quaternions : array_like, shape (..., G, 4)
         Unit quaternions (scalar first); they are reduced to the cubic fundamental zone.
 
     Returns
     -------
-    numpy.ndarray, shape (G, 7)
+    numpy.ndarray, shape (..., G, 7)
         Rows ``[x, y, z, q0, q1, q2, q3]`` (see :data:`DESCRIPTOR_LAYOUT`).
     """
     seeds = np.asarray(seeds, dtype=float)
     q = np.asarray(quaternions, dtype=float)
-    if seeds.ndim != 2 or seeds.shape[1] != 3 or q.shape != (seeds.shape[0], 4):
-        raise ValueError(f"seeds (G, 3) and quaternions (G, 4) expected, got {seeds.shape} "
+    if seeds.ndim < 2 or seeds.shape[-1] != 3 or q.shape != seeds.shape[:-1] + (4,):
+        raise ValueError(f"seeds (..., G, 3) and quaternions (..., G, 4) expected, got {seeds.shape} "
                          f"and {q.shape}")
-    return np.concatenate([seeds, reduce_to_fz(q)], axis=1)
+    return np.concatenate([seeds, reduce_to_fz(q)], axis=-1)
 
 
 def random_texture(G: int = N_GRAINS, rng=None) -> np.ndarray:

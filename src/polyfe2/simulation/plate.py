@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, reduce_to_fz, voronoi_ensemble
+from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, make_descriptor, voronoi_ensemble
 from ..microstructure.materials import aluminium, soft_phase
 from ..microstructure.plate import graded_orientations, plate_layout
 from ..solver.boundary import make_load_step
@@ -63,7 +63,7 @@ def plate_case(cells=(24, 24, 3), K: int = 4, bands: int = 4, spread_deg: float 
     descriptors = None
     if backend == "gru":   # grain seeds, exact Voronoi fractions on the labels' 16³ grid (vectorised)
         seeds, v = voronoi_ensemble(len(solid), K, rng)
-        d = np.concatenate([seeds, reduce_to_fz(O)], axis=2)
+        d = make_descriptor(seeds, O)
         descriptors = np.concatenate([d[:1], d])
     al = aluminium()
     # the soft phase as a Taylor point too: DADF5 wants one number of constituents per file

@@ -66,6 +66,9 @@ class RunSummary:
     P_av: np.ndarray | None = None
     F_av: np.ndarray | None = None
     files: dict = field(default_factory=dict)
+    #: this rank's seconds: constitutive update, FFTs with the Green operator (and, for the
+    #: torch-slab FFT, the global transposes within them), whole increments
+    timings: dict = field(default_factory=dict)
 
 
 def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, restart: int | None = None,
@@ -93,16 +96,17 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, re
     state = model.setup(device, dtype)
     C = model.stiffness(state)
     solver = agree(comm, _make_solver, grid, model, C, options, fft, config)
-    need, per_cell = memory_estimate(state, int(np.prod(solver.local_cells)), options)
-    agree(comm, _check_memory, need, per_cell, config, rank(comm))
+    cells = int(np.prod(solver.local_cells))
+    low, high = memory_estimate(state, cells)
+    agree(comm, _check_memory, low, cells, config, rank(comm))
     C_avg = fft.sum(C.sum(dim=0).cpu().numpy()) / grid.N
     store = RestartStore(config.output_dir, config.name, comm)
     resumed = agree(comm, store.read, restart, source=config.path) if restart is not None else None
     log(f"polyfe2: grid {grid.cells}, {grid.N} cells, {1 if comm is None else comm.Get_size()} rank(s), FFT "
         f"{fft.name}, device {device}, backends "
         + ", ".join(f"{g.name}:{g.backend.describe()}" for g in model.groups)
-        + f", PETSc options '{options.petsc_options}', memory about {need / 2**30:.2f} GiB per rank "
-        f"({per_cell / 1024:.1f} kB per cell)"
+        + f", PETSc options '{options.petsc_options}', memory {low * cells / 2**30:.2f}-{high * cells / 2**30:.2f} "
+        f"GiB per rank ({low / 1024:.1f}-{high / 1024:.1f} kB per cell)"
         + (f", restarting from increment {restart}" if restart is not None else ""))
 
     if outputs is None:
@@ -200,6 +204,9 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, re
         bar.close()
         summary.wall = time.perf_counter() - t_start
         summary.P_av, summary.F_av = P_av, F_aim
+        summary.timings = dict(solver.timings)
+        if hasattr(fft, "transpose_seconds"):
+            summary.timings["transpose"] = fft.transpose_seconds
         outputs.finish(summary)
     return summary
 
@@ -220,12 +227,14 @@ def _state_bytes(obj) -> int:
     return 0
 
 
-def memory_estimate(state, cells: int, options) -> tuple[int, int]:
-    """(bytes this rank needs, bytes per cell): the field arrays, and the material state 6 times
-    (committed, the trials of the 4 cached evaluations, the accepted one). The constitutive
-    update's temporaries are bounded by its chunks, not by the grid (taylor: chunk_crystals)."""
-    per_cell = FIELD_ARRAYS * 9 * 8 + 6 * _state_bytes(state) // max(cells, 1)
-    return per_cell * cells, per_cell
+def memory_estimate(state, cells: int) -> tuple[int, int]:
+    """Bytes per cell this rank needs at least and at most: the field arrays, plus the committed
+    material state twice (it and one trial) at least and six times (the trials of the 4 cached
+    evaluations and the accepted one) at most; a backend's trial may share tensors with the
+    committed state (gru's stiffness and gate terms), hence the range. The constitutive update's
+    temporaries are bounded by its chunks, not by the grid (taylor: chunk_crystals)."""
+    fields, per_state = FIELD_ARRAYS * 9 * 8, _state_bytes(state) // max(cells, 1)
+    return fields + 2 * per_state, fields + 6 * per_state
 
 
 def _available_memory() -> int | None:
@@ -238,13 +247,13 @@ def _available_memory() -> int | None:
     return None
 
 
-def _check_memory(need: int, per_cell: int, config, rank_: int) -> None:
-    """Stop before the first increment when the estimate exceeds the memory available."""
+def _check_memory(per_cell: int, cells: int, config, rank_: int) -> None:
+    """Stop before the first increment when the least memory the run needs is not available."""
     available = _available_memory()
-    if available is not None and need > available:
-        raise InputError(f"the run needs about {need / 2**30:.1f} GiB on rank {rank_} ({per_cell / 1024:.1f} kB "
-                         f"per cell) but {available / 2**30:.1f} GiB are available; run on more ranks or nodes, "
-                         f"or a smaller grid", file=config.path, key="geometry")
+    if available is not None and per_cell * cells > available:
+        raise InputError(f"the run needs at least {per_cell * cells / 2**30:.1f} GiB on rank {rank_} "
+                         f"({per_cell / 1024:.1f} kB per cell) but {available / 2**30:.1f} GiB are available; run "
+                         f"on more ranks or nodes, or a smaller grid", file=config.path, key="geometry")
 
 
 def _make_fft(grid, comm, device, config):

@@ -19,6 +19,8 @@ Three implementations, chosen by :func:`make_fft`:
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -138,6 +140,7 @@ class TorchSlabFFT(_Slab):
     def __init__(self, grid: Grid, comm):
         super().__init__(grid, comm)
         self._transfers = {}
+        self.transpose_seconds = 0.0   # host staging and Alltoallw, summed
 
     def _transfer(self, components: int):
         """Pencils of the (Kx, Ny, Nz, c) spectrum: z distributed (y whole) and y distributed."""
@@ -158,18 +161,24 @@ class TorchSlabFFT(_Slab):
         A = T.reshape(*T.shape[:3], -1)
         A = torch.fft.fft(torch.fft.rfft(A, dim=0), dim=1)
         in_z, in_y, transfer = self._transfer(A.shape[-1])
+        t0 = time.perf_counter()
         B = np.empty(in_y.subshape, dtype=np.complex128)
         transfer.forward(np.ascontiguousarray(A.cpu().numpy()), B)
-        B = torch.fft.fft(torch.from_numpy(B).to(T.device), dim=2)
+        B = torch.from_numpy(B).to(T.device)
+        self.transpose_seconds += time.perf_counter() - t0
+        B = torch.fft.fft(B, dim=2)
         return B.reshape(*B.shape[:3], *trailing)
 
     def backward(self, T_hat: torch.Tensor) -> torch.Tensor:
         trailing = T_hat.shape[3:]
         B = torch.fft.ifft(T_hat.reshape(*T_hat.shape[:3], -1), dim=2)
         in_z, in_y, transfer = self._transfer(B.shape[-1])
+        t0 = time.perf_counter()
         A = np.empty(in_z.subshape, dtype=np.complex128)
         transfer.backward(np.ascontiguousarray(B.cpu().numpy()), A)
-        A = torch.fft.irfft(torch.fft.ifft(torch.from_numpy(A).to(T_hat.device), dim=1), n=self.grid.cells[0], dim=0)
+        A = torch.from_numpy(A).to(T_hat.device)
+        self.transpose_seconds += time.perf_counter() - t0
+        A = torch.fft.irfft(torch.fft.ifft(A, dim=1), n=self.grid.cells[0], dim=0)
         return A.reshape(*A.shape[:3], *trailing)
 
 
