@@ -1,6 +1,6 @@
 """The ``polyfe2`` command line.
 
-    polyfe2 run CONFIG.yaml [--device cpu] [--no-progress]
+    polyfe2 run CONFIG.yaml [--device cpu] [--no-progress] [--restart INC]   (mpiexec -n K for K ranks)
     polyfe2 backends
     polyfe2 demo [--out DIR] [--cells NX NY NZ] [--increments N]
     polyfe2 datagen gru --out FILE.h5 [--n-ve N] [--paths-per-ve P] [--method taylor|fullfield]
@@ -9,6 +9,7 @@
     polyfe2 homogenize --geometry GRID.vti --material MATERIAL.yaml [--out C.json]
     polyfe2 odmn fit --geometry GRID.vti --material MATERIAL.yaml --out PARAMS.pt [--depth 6]
     polyfe2 odmn validate --out DIR [--textures S1 S2 W1 W2]
+    polyfe2 compare A.hdf5 B.hdf5 [--increment N] [--out PNG]
     polyfe2 inputs          (the input reference, docs/inputs.md)
 
 User errors (bad input) print one line ``polyfe2: error: <file>, key '<key>': <what>`` and
@@ -253,6 +254,16 @@ def _cmd_odmn_validate(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from .simulation.compare import compare_runs
+
+    r = compare_runs(Path(args.a), Path(args.b), Path(args.out), args.increment, tuple(args.labels or ()) or None)
+    print(f"polyfe2: increment {r['increment']}: mean σ_xx {r['mean_a'] / 1e6:.3f} and {r['mean_b'] / 1e6:.3f} MPa, "
+          f"mean |difference| {r['mean_abs_diff'] / 1e6:.3f} MPa ({100 * r['rel_mean_abs_diff']:.2f} % of the mean "
+          f"|σ_xx| of the first), largest {r['max_abs_diff'] / 1e6:.3f} MPa; plot {args.out}")
+    return 0
+
+
 def _cmd_inputs(args) -> int:
     from . import schema
     from .constitutive import registry
@@ -313,6 +324,13 @@ def main(argv=None) -> int:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=_cmd_odmn_validate)
+    p = sub.add_parser("compare", help="Cauchy σ_xx of two runs on one grid: numbers and a side-by-side PNG")
+    p.add_argument("a", help="results (DADF5) of the first run")
+    p.add_argument("b", help="results (DADF5) of the second run")
+    p.add_argument("--increment", type=int, help="default: the last of the first run")
+    p.add_argument("--labels", nargs=2, metavar=("A", "B"))
+    p.add_argument("--out", default="sigma_xx_compared.png")
+    p.set_defaults(func=_cmd_compare)
     p = sub.add_parser("inputs", help="print the input reference (every key, its type, unit and bounds)")
     p.set_defaults(func=_cmd_inputs)
     p = sub.add_parser("demo", help="write and run the texture-graded plate with a slot")

@@ -101,3 +101,15 @@ def test_a_failing_rank_stops_the_job_within_seconds(tmp_path):
     assert time.perf_counter() - t0 < 60
     lines = [ln for ln in r.stderr.splitlines() if "polyfe2: error" in ln]
     assert lines == ["polyfe2: error on rank 1 of 2: RuntimeError: deliberate failure in the constitutive update"]
+
+
+def test_compare_shows_two_runs_and_their_difference(one_rank, tmp_path, capsys):
+    """polyfe2 compare on the same file: zero difference; on a missing increment: one-line error."""
+    from polyfe2.cli import main
+
+    results = one_rank / "results/plate.hdf5"
+    assert main(["compare", str(results), str(results), "--out", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "increment 3" in out and "mean |difference| 0.000 MPa" in out and (tmp_path / "c.png").stat().st_size > 0
+    assert main(["compare", str(results), str(results), "--increment", "9"]) == 2
+    assert "key 'increment': no increment 9; the file has 0..3" in capsys.readouterr().err

@@ -7,8 +7,8 @@ x=i, y=j, z=k; files store cells flat with x fastest (DAMASK's order), see
 """
 
 from ._common import flatten_cells, unflatten_cells
-from .dadf5 import DEFAULT_META, DADF5Writer
-from .plots import plot_slice, plot_stress_strain
+from .dadf5 import DEFAULT_META, DADF5Writer, read_cell_field
+from .plots import plot_slice, plot_slices_compared, plot_stress_strain
 from .tables import (
     CURVE_COLUMNS,
     STATUS_COLUMNS,
@@ -23,6 +23,7 @@ from .xdmf import XDMFSeriesWriter, grid_mesh
 __all__ = [
     "DADF5Writer",
     "DEFAULT_META",
+    "read_cell_field",
     "XDMFSeriesWriter",
     "grid_mesh",
     "CurveWriter",
@@ -34,6 +35,7 @@ __all__ = [
     "read_status",
     "plot_stress_strain",
     "plot_slice",
+    "plot_slices_compared",
     "flatten_cells",
     "unflatten_cells",
 ]

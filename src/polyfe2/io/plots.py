@@ -112,6 +112,23 @@ def plot_slice(
     first one to the right and the second up (z: x right, y up; y: x right, z up; x: y right,
     z up). With ``size`` the axes are in physical units, otherwise in cells; equal aspect.
     Returns the PNG path."""
+    S, ext, labels, idx = _slice(field, axis, index, size, origin)
+    fig, ax = _figure(figsize, dpi)
+    try:
+        im = ax.imshow(S.T, origin="lower", extent=ext, cmap=cmap, vmin=vmin, vmax=vmax,
+                       interpolation="nearest", aspect="equal")
+        cb = fig.colorbar(im, ax=ax)
+        cb.set_label(cbar_label)
+        ax.set_xlabel(labels[0])
+        ax.set_ylabel(labels[1])
+        ax.set_title(title or f"{axis} = cell {idx}")
+        return _save(fig, png_path, dpi)
+    finally:
+        fig.clear()
+
+
+def _slice(field, axis, index, size, origin):
+    """The slice of :func:`plot_slice`: (2-D array, extent, axis labels, index)."""
     A = to_numpy(field, dtype=np.float64)
     if A.ndim != 3:
         raise ValueError(f"field must be (Nx, Ny, Nz), got shape {A.shape}")
@@ -119,7 +136,6 @@ def plot_slice(
     idx = A.shape[ax_n] // 2 if index is None else int(index)
     S = np.take(A, idx, axis=ax_n)  # remaining axes in order (first, second)
     inplane = [a for a in range(3) if a != ax_n]
-    names = "xyz"
     if size is None:
         ext = [0, A.shape[inplane[0]], 0, A.shape[inplane[1]]]
         unit = " (cells)"
@@ -127,15 +143,34 @@ def plot_slice(
         ext = [origin[inplane[0]], origin[inplane[0]] + size[inplane[0]],
                origin[inplane[1]], origin[inplane[1]] + size[inplane[1]]]
         unit = ""
-    fig, ax = _figure(figsize, dpi)
+    return S, ext, ["xyz"[inplane[0]] + unit, "xyz"[inplane[1]] + unit], idx
+
+
+def plot_slices_compared(A, B, labels: tuple[str, str], png_path, axis: str = "z", index: int | None = None,
+                         cbar_label: str = "", size: Sequence[float] | None = None,
+                         origin: Sequence[float] = (0.0, 0.0, 0.0), title: str = "", dpi: int = 100) -> Path:
+    """Two scalar grid fields ``A``, ``B`` (Nx, Ny, Nz) side by side on one colour scale (slices as
+    :func:`plot_slice`) and their difference B − A on a symmetric diverging scale."""
+    la, lb = labels
+    Sa, ext, labels, idx = _slice(A, axis, index, size, origin)
+    Sb = _slice(B, axis, index, size, origin)[0]
+    lo, hi = min(Sa.min(), Sb.min()), max(Sa.max(), Sb.max())
+    diff = Sb - Sa
+    dmax = float(np.abs(diff).max()) or 1.0
+    fig, _ = _figure((16.0, 4.6), dpi)
+    fig.clear()
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(1, 3)
     try:
-        im = ax.imshow(S.T, origin="lower", extent=ext, cmap=cmap, vmin=vmin, vmax=vmax,
-                       interpolation="nearest", aspect="equal")
-        cb = fig.colorbar(im, ax=ax)
-        cb.set_label(cbar_label)
-        ax.set_xlabel(names[inplane[0]] + unit)
-        ax.set_ylabel(names[inplane[1]] + unit)
-        ax.set_title(title or f"{axis} = cell {idx}")
+        for ax, S, label, kw in ((axes[0], Sa, la, dict(cmap="viridis", vmin=lo, vmax=hi)),
+                                 (axes[1], Sb, lb, dict(cmap="viridis", vmin=lo, vmax=hi)),
+                                 (axes[2], diff, f"{lb} − {la}", dict(cmap="RdBu_r", vmin=-dmax, vmax=dmax))):
+            im = ax.imshow(S.T, origin="lower", extent=ext, interpolation="nearest", aspect="equal", **kw)
+            fig.colorbar(im, ax=ax, shrink=0.8).set_label(cbar_label)
+            ax.set_xlabel(labels[0])
+            ax.set_ylabel(labels[1])
+            ax.set_title(label)
+        fig.suptitle(title or f"{axis} = cell {idx}")
         return _save(fig, png_path, dpi)
     finally:
         fig.clear()

@@ -212,9 +212,11 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, re
 
 
 #: field-sized arrays (9 doubles per cell) a run holds: F, F_prev, P, the guess, the residual, the
-#: 4 cached evaluations (x and P each), PETSc's x and r and N-GMRES's 2 m history vectors (m = 8)
-#: and the FFT's spectra (complex, half the grid: counted as 9 real fields)
-FIELD_ARRAYS = 5 + 8 + 2 + 16 + 9
+#: 4 cached evaluations (x and P each), PETSc's x and r and N-GMRES's 2 m history vectors (m = 8),
+#: the FFT's spectra (complex, half the grid: counted as 9 real fields), and the transient copies
+#: and temporaries of one residual evaluation (30: measured with benchmarks/bench_memory.py on
+#: the elastic backend, whose own state is small)
+FIELD_ARRAYS = 5 + 8 + 2 + 16 + 9 + 30
 
 
 def _state_bytes(obj) -> int:
