@@ -6,11 +6,11 @@ from polyfe2.errors import InputError
 from polyfe2.simulation.runner import FIELD_ARRAYS, _available_memory, _check_memory, memory_estimate
 
 
-def test_estimate_counts_fields_and_two_to_six_copies_of_the_state():
+def test_estimate_counts_fields_and_two_to_three_copies_of_the_state():
     state = {"Aluminum": {"F_p": torch.zeros(100, 20, 3, 3, dtype=torch.float64), "n": 3}}
     low, high = memory_estimate(state, 100)
     assert low == FIELD_ARRAYS * 72 + 2 * 20 * 9 * 8
-    assert high == FIELD_ARRAYS * 72 + 6 * 20 * 9 * 8
+    assert high == FIELD_ARRAYS * 72 + 3 * 20 * 9 * 8
 
 
 def test_a_run_that_cannot_fit_says_so_before_it_starts():

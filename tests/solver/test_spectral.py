@@ -6,8 +6,8 @@ import damask
 import numpy as np
 import pytest
 import torch
-from solver_cases import (AL_PLASTIC, curve_tensor, deformation, phase, read_damask_curve, run_case,
-                          run_damask_reference, uniaxial_x, write_case)
+from solver_cases import (AL_PLASTIC, curve_tensor, deformation, last_field, phase, read_damask_curve,
+                          run_case, run_damask_reference, uniaxial_x, write_case)
 
 
 def cubic_C(c11, c12, c44):
@@ -169,3 +169,33 @@ def test_single_crystal_yields_by_schmid_and_saturates(tmp_path, hardening):
     tol = np.maximum(1e-3 * np.abs(P11), 1e-3)
     for comp in ("P_22_MPa", "P_33_MPa", "P_12_MPa", "P_13_MPa", "P_23_MPa"):
         assert np.all(np.abs(curve[comp]) <= tol), comp
+
+
+def test_an_older_accepted_evaluation_is_evaluated_again_to_the_same_fields(tmp_path, monkeypatch):
+    """Only the latest evaluation keeps its trial state; when an older one is accepted its state is
+    computed again: the run's fields equal those of runs where the accepted one kept its state."""
+    from polyfe2.solver.spectral import SpectralSolver
+
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, 4, (4, 4, 2))
+    qs = damask.Rotation.from_random(4, rng_seed=5).quaternion
+    path = write_case(tmp_path / "a", ids, {"Al": phase(plastic=AL_PLASTIC)}, [("Al", [q]) for q in qs],
+                      [uniaxial_x(t=4.0, N=4)])
+    first = run_case(path)[0]
+    reference = last_field(first), last_field(first, "F")
+    accepted_then_dropped = []
+    converged = SpectralSolver._converged
+
+    def drop_accepted_state(self, snes, it, norms):   # as if the accepted iterate were an older one
+        reason = converged(self, snes, it, norms)
+        if self._accepted is not None and self._accepted.trial is not None:
+            self._accepted.trial = None
+            accepted_then_dropped.append(it)
+        return reason
+
+    monkeypatch.setattr(SpectralSolver, "_converged", drop_accepted_state)
+    summary, curve, status = run_case(path)
+    assert len(accepted_then_dropped) == 4 == len(status)
+    np.testing.assert_allclose(last_field(summary), reference[0], rtol=1e-12, atol=1e-3)
+    np.testing.assert_allclose(last_field(summary, "F"), reference[1], rtol=0, atol=1e-14)
+    assert curve["P_11_MPa"][-1] > 40.0   # plastic: the state carried between increments matters

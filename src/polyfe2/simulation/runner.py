@@ -231,12 +231,12 @@ def _state_bytes(obj) -> int:
 
 def memory_estimate(state, cells: int) -> tuple[int, int]:
     """Bytes per cell this rank needs at least and at most: the field arrays, plus the committed
-    material state twice (it and one trial) at least and six times (the trials of the 4 cached
-    evaluations and the accepted one) at most; a backend's trial may share tensors with the
-    committed state (gru's stiffness and gate terms), hence the range. The constitutive update's
-    temporaries are bounded by its chunks, not by the grid (taylor: chunk_crystals)."""
+    material state twice (it and one trial) at least and three times (the latest evaluation's
+    trial is kept while the next one is computed) at most; a backend's trial may share tensors
+    with the committed state (gru's stiffness and gate terms), hence the range. The constitutive
+    update's temporaries are bounded by its chunks, not by the grid (taylor: chunk_crystals)."""
     fields, per_state = FIELD_ARRAYS * 9 * 8, _state_bytes(state) // max(cells, 1)
-    return fields + 2 * per_state, fields + 6 * per_state
+    return fields + 2 * per_state, fields + 3 * per_state
 
 
 def _available_memory() -> int | None:

@@ -111,7 +111,9 @@ def distributed_reference_stiffness(C: torch.Tensor, how: str, fft) -> torch.Ten
 
 @dataclass
 class Evaluation:
-    """A residual evaluation, kept so the converged state need not be recomputed."""
+    """A residual evaluation, kept to identify the iterate that converges. Only the latest one
+    keeps its trial material state (a copy of the whole state: gigabytes at component scale);
+    an older one that turns out to be accepted is evaluated again (the update is pure)."""
 
     x: np.ndarray
     P: torch.Tensor
@@ -227,6 +229,8 @@ class SpectralSolver:
             self._callback_error = e
             raise
         ev.x = x
+        for old in self._cache:
+            old.trial = None
         self._cache.append(ev)
         del self._cache[:-4]
         self.evaluations += 1
@@ -308,6 +312,7 @@ class SpectralSolver:
         self._inc = dict(F_0=F_0.reshape(-1, 3, 3), dt=dt, state=state, F_aim=F_aim, P_aim=P_aim,
                          stress_mask=stress_mask, compliance=compliance)
         self._cache: list[Evaluation] = []
+        self.reevaluations = 0
         self._failed_points = 0
         self._accepted = None
         self._last = (np.nan, np.nan, np.nan, np.nan)
@@ -331,6 +336,10 @@ class SpectralSolver:
                                  div_tol=self._last[2], bc_tol=self._last[3])
         if result.converged:
             ev = self._accepted
+            if ev.trial is None:   # not the latest evaluation: its state was dropped
+                ev.trial = self.residual(torch.from_numpy(ev.x).to(self.device, self.dtype))[0].trial
+                self.reevaluations += 1
+                result.evaluations += 1
             result.F = torch.from_numpy(ev.x).to(self.device, self.dtype)
             result.P, result.trial, result.P_av, result.F_av = ev.P, ev.trial, ev.P_av, ev.F_av
         self._cache = []
