@@ -10,6 +10,10 @@
     polyfe2 odmn fit --geometry GRID.vti --material MATERIAL.yaml --out PARAMS.pt [--depth 6]
     polyfe2 odmn validate --out DIR [--textures S1 S2 W1 W2]
     polyfe2 compare A.hdf5 B.hdf5 [--increment N] [--out PNG]
+    polyfe2 fm data --out FILE.h5 [--n-rve N] [--cells D] [--labelled N] [--sampling hss]
+    polyfe2 fm pretrain FILE.h5 --out DIR [--preset small]
+    polyfe2 fm finetune FILE.h5 --task stiffness|odmn --out DIR [--encoder PRETRAINED.pt]
+    polyfe2 fm infer --encoder FINETUNED.pt --geometry GRID.vti --material MATERIAL.yaml --out PARAMS.pt
     polyfe2 inputs          (the input reference, docs/inputs.md)
 
 User errors (bad input) print one line ``polyfe2: error: <file>, key '<key>': <what>`` and
@@ -23,7 +27,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError, SolverError
-from .learn.spec import LOADS, METHODS, TEXTURES, DatagenSpec
+from .learn.spec import LOADS, METHODS, SAMPLINGS, TEXTURES, DatagenSpec, FMDataSpec
 
 
 def _cmd_run(args) -> int:
@@ -277,6 +281,110 @@ def _cmd_inputs(args) -> int:
     return 0
 
 
+def _cmd_fm_data(args) -> int:
+    spec = FMDataSpec(n_rve=args.n_rve, cells=args.cells, grains=args.grains, sampling=args.sampling,
+                      resolution_deg=args.resolution, scatter_deg=args.scatter, spread_deg=args.spread,
+                      labelled=args.labelled, triplets=args.triplets, seed=args.seed, chunk=args.chunk)
+    spec.check(file="command line")
+    from .learn.fm_data import generate
+
+    summary = generate(Path(args.out), spec, workers=args.workers, progress=not args.no_progress)
+    print(f"polyfe2: {summary['rves']} RVEs ({summary['labelled']} labelled) in {summary['file']}")
+    return 0
+
+
+def _fit_spec(args):
+    from .learn.fm_train import FitSpec
+
+    return FitSpec(epochs=args.epochs, batch=args.batch, lr=args.lr, val_fraction=args.val_fraction, seed=args.seed,
+                   max_minutes=args.max_minutes, device=args.device)
+
+
+def _cmd_fm_pretrain(args) -> int:
+    from .learn.fm_train import pretrain
+
+    result = pretrain(Path(args.data), Path(args.out), _fit_spec(args), preset=args.preset,
+                      mask_ratio=args.mask_ratio, progress=not args.no_progress)
+    for k, v in result.items():
+        print(f"  {k:<22} {v}")
+    return 0
+
+
+def _cmd_fm_finetune(args) -> int:
+    from .learn.fm_train import finetune
+
+    result = finetune(Path(args.data), Path(args.out), _fit_spec(args), task=args.task,
+                      encoder=Path(args.encoder) if args.encoder else None, preset=args.preset, depth=args.depth,
+                      progress=not args.no_progress)
+    for k, v in result.items():
+        print(f"  {k:<22} {v}")
+    return 0
+
+
+def _cmd_fm_infer(args) -> int:
+    from .learn.fm_infer import infer
+
+    result = infer(Path(args.encoder), Path(args.geometry), Path(args.material), Path(args.out))
+    if result["task"] == "odmn":
+        print(f"polyfe2: ODMN of depth {result['depth']} in {result['file']} (backend: odmn, "
+              f"backend_options: parameters: {result['file']})")
+    else:
+        print("polyfe2: " + ", ".join(f"{k} {v / 1e9:.2f} GPa" for k, v in result.items()
+                                       if k.startswith("C")) + f" in {result['file']}")
+    return 0
+
+
+def _add_fm_commands(sub) -> None:
+    p = sub.add_parser("fm", help="the polycrystal foundation model: RVE data, pretraining, fine-tuning, inference")
+    fm = p.add_subparsers(dest="action", required=True)
+    d = FMDataSpec()
+    g = fm.add_parser("data", help="RVEs whose textures span the texture hull, some with stiffness labels (HDF5)")
+    g.add_argument("--out", required=True, help="HDF5 file (resumed when it exists with the same options)")
+    g.add_argument("--n-rve", type=int, default=d.n_rve)
+    g.add_argument("--cells", type=int, default=d.cells, help="RVE grid cells per edge")
+    g.add_argument("--grains", type=int, default=d.grains)
+    g.add_argument("--sampling", choices=SAMPLINGS, default=d.sampling,
+                   help="hss (hierarchical simplex sampling of the texture hull), dirichlet, or a preset")
+    g.add_argument("--resolution", type=float, default=d.resolution_deg, help="of the fundamental orientations, deg")
+    g.add_argument("--scatter", type=float, default=d.scatter_deg, help="around the discrete orientations, deg")
+    g.add_argument("--spread", type=float, default=d.spread_deg, help="of a texture-component preset, deg")
+    g.add_argument("--labelled", type=int, default=d.labelled, help="the first RVEs get stiffness labels")
+    g.add_argument("--triplets", type=int, default=d.triplets, help="single-crystal stiffness triplets per label")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--chunk", type=int, default=d.chunk, help="RVEs per resumable chunk")
+    g.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=_cmd_fm_data)
+    for action, help_text in (("pretrain", "masked-autoencoder pretraining on every RVE (eq. 5)"),
+                              ("finetune", "encoder + linear head on the labelled RVEs (end to end)")):
+        g = fm.add_parser(action, help=help_text)
+        g.add_argument("data", help="HDF5 file from 'polyfe2 fm data'")
+        g.add_argument("--out", required=True, help="directory: checkpoint.pt, encoder.pt, history.csv, loss.png")
+        g.add_argument("--preset", default="small", help="model sizes: small or paper")
+        g.add_argument("--epochs", type=int, default=40)
+        g.add_argument("--batch", type=int, default=32)
+        g.add_argument("--lr", type=float, default=1e-3)
+        g.add_argument("--val-fraction", type=float, default=0.2, help="RVEs held out")
+        g.add_argument("--seed", type=int, default=0)
+        g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this")
+        g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+        g.add_argument("--no-progress", action="store_true")
+        if action == "pretrain":
+            g.add_argument("--mask-ratio", type=float, default=None, help="default: the preset's (0.4)")
+            g.set_defaults(func=_cmd_fm_pretrain)
+        else:
+            g.add_argument("--task", choices=("stiffness", "odmn"), required=True)
+            g.add_argument("--encoder", default=None, help="pretrained encoder.pt (default: from scratch)")
+            g.add_argument("--depth", type=int, default=4, help="ODMN depth (task odmn)")
+            g.set_defaults(func=_cmd_fm_finetune)
+    g = fm.add_parser("infer", help="a microstructure -> its ODMN parameter set (or stiffness) by a fine-tuned encoder")
+    g.add_argument("--encoder", required=True, help="fine-tuned encoder.pt")
+    g.add_argument("--geometry", required=True, help="DAMASK geometry (.vti)")
+    g.add_argument("--material", required=True, help="DAMASK material.yaml")
+    g.add_argument("--out", required=True, help="ODMN parameter file (.pt) for the odmn backend, or JSON (stiffness)")
+    g.set_defaults(func=_cmd_fm_infer)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="polyfe2", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -344,6 +452,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_demo)
     _add_gru_commands(sub)
+    _add_fm_commands(sub)
     args = parser.parse_args(argv)
     from .simulation.parallel import world
 

@@ -26,8 +26,8 @@ HDF5 layout (``polyfe2 datagen gru``)
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from ..simulation.outputs import AverageRecorder
 from ..simulation.rve import voronoi_rve
 from ..simulation.runner import run
 from ..solver.boundary import make_load_step
+from .chunked import done_rows, open_chunked, open_to_read, run_chunks
 from .loadpath import idealised_path, random_monotonic_path
 from .spec import DatagenSpec
 
@@ -203,95 +204,38 @@ def compute_chunk(spec: DatagenSpec, c: int, phase: dict) -> dict:
 
 
 def _open(path: Path, spec: DatagenSpec, phase: dict):
-    import h5py
-
     n, T, G = spec.n_ve * spec.paths_per_ve, spec.steps, N_GRAINS
-    attrs = {k: ("" if v is None else v) for k, v in asdict(spec).items()}
-    attrs.update(format=DATASET_FORMAT, version=DATASET_VERSION, material=yaml.safe_dump(phase))
-    if path.exists():
-        f = h5py.File(path, "a")
-        old = {k: f.attrs.get(k) for k in attrs}
-        same = all((str(old[k]) == str(attrs[k])) for k in attrs)
-        if not same or "chunk_done" not in f:
-            f.close()
-            diff = [k for k in attrs if str(old[k]) != str(attrs[k])]
-            raise InputError(f"exists with other settings {diff}; choose another --out or the same "
-                             "options to resume", file=path, key=diff[0] if diff else "chunk_done")
-        return f
-    path.parent.mkdir(parents=True, exist_ok=True)
-    f = h5py.File(path, "w")
-    f.attrs.update(attrs)
-    f.create_dataset("descriptor", (n, G, 7), dtype="f8")
-    f.create_dataset("fractions", (n, G), dtype="f8")
-    f.create_dataset("F", (n, T + 1, 3, 3), dtype="f8")
-    f.create_dataset("sigma_dev", (n, T, 6), dtype="f8", fillvalue=np.nan)
-    f.create_dataset("failed", (n,), dtype=bool)
-    f.create_dataset("ve", (n,), dtype=np.int64)
-    f.create_dataset("path", (n,), dtype=np.int64)
-    f.create_dataset("texture", (n,), dtype="S16")
-    f.create_dataset("chunk_done", (spec.n_chunks,), dtype=bool)
-    return f
+    attrs = dict(asdict(spec), format=DATASET_FORMAT, version=DATASET_VERSION, material=yaml.safe_dump(phase))
+    return open_chunked(path, attrs, {
+        "descriptor": ((n, G, 7), "f8"), "fractions": ((n, G), "f8"), "F": ((n, T + 1, 3, 3), "f8"),
+        "sigma_dev": ((n, T, 6), "f8", np.nan), "failed": ((n,), bool), "ve": ((n,), np.int64),
+        "path": ((n,), np.int64), "texture": ((n,), "S16")}, spec.n_chunks)
 
 
 def generate(out: Path, spec: DatagenSpec, phase: dict | None = None, workers: int | None = None,
              progress: bool = True, log=print) -> dict:
     """Generate (or resume) the data set ``out``; returns a summary dict."""
-    from tqdm import tqdm
-
     spec.check()
     out = Path(out)
     phase = phase or default_phase()
     workers = max(1, min(workers or os.cpu_count() or 1, spec.n_chunks))
     f = _open(out, spec, phase)
     try:
-        todo = [c for c in range(spec.n_chunks) if not f["chunk_done"][c]]
+        todo = int((~f["chunk_done"][:]).sum())
         log(f"polyfe2: {out}: {spec.n_ve} VEs x {spec.paths_per_ve} paths, method {spec.method}, "
-            f"{len(todo)} of {spec.n_chunks} chunks to compute on {workers} process(es)")
-        bar = tqdm(total=spec.n_chunks, initial=spec.n_chunks - len(todo), unit="chunk",
-                   desc="datagen", disable=not progress, dynamic_ncols=True)
-        n_failed = 0
-
-        def store(c, res):
-            nonlocal n_failed
-            lo = c * spec.chunk * spec.paths_per_ve
-            sl = slice(lo, lo + len(res["F"]))
-            for k, v in res.items():
-                f[k][sl] = v
-            f["chunk_done"][c] = True
-            f.flush()
-            n_failed += int(res["failed"].sum())
-            bar.set_postfix_str(f"failed samples {n_failed}", refresh=False)
-            bar.update(1)
-
-        if workers == 1:
-            for c in todo:
-                store(c, compute_chunk(spec, c, phase))
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                futures = {c: pool.submit(compute_chunk, spec, c, phase) for c in todo}
-                for c in todo:
-                    store(c, futures[c].result())
-        bar.close()
-        n_failed = int(f["failed"][:].sum())
-        return dict(samples=int(f["F"].shape[0]), failed=n_failed, file=str(out))
+            f"{todo} of {spec.n_chunks} chunks to compute on {workers} process(es)")
+        per_chunk, n = spec.chunk * spec.paths_per_ve, f["F"].shape[0]
+        run_chunks(f, partial(compute_chunk, spec, phase=phase), lambda c: slice(c * per_chunk, min((c + 1) * per_chunk, n)),
+                   workers, progress, "datagen", postfix=lambda: f"failed samples {int(f['failed'][:].sum())}")
+        return dict(samples=int(f["F"].shape[0]), failed=int(f["failed"][:].sum()), file=str(out))
     finally:
         f.close()
 
 
 def read_dataset(path: Path, include_failed: bool = False) -> dict:
     """Arrays of a finished data set (only samples of computed chunks, without failed ones)."""
-    import h5py
-
-    path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except (OSError, FileNotFoundError):
-        raise InputError("not a readable HDF5 file", file=path) from None
-    with f:
-        if f.attrs.get("format") != DATASET_FORMAT:
-            raise InputError(f"expected a {DATASET_FORMAT} file", file=path, key="format")
-        per_chunk = int(f.attrs["chunk"]) * int(f.attrs["paths_per_ve"])
-        done = np.repeat(f["chunk_done"][:], per_chunk)[: f["F"].shape[0]]
+    with open_to_read(path, DATASET_FORMAT, "polyfe2 datagen gru") as f:
+        done = done_rows(f, int(f.attrs["chunk"]) * int(f.attrs["paths_per_ve"]), f["F"].shape[0])
         keep = done & (include_failed | ~f["failed"][:])
         data = {k: f[k][:][keep] for k in ("descriptor", "fractions", "F", "sigma_dev", "ve", "path",
                                             "failed", "texture")}

@@ -1,4 +1,5 @@
-"""What a GRU data set is made of (:class:`DatagenSpec`), and its choices.
+"""What a GRU data set (:class:`DatagenSpec`) and a foundation-model RVE set (:class:`FMDataSpec`)
+are made of, and their choices.
 
 Kept free of torch so that the command line can offer the choices without loading it.
 """
@@ -55,3 +56,44 @@ class DatagenSpec:
     @property
     def n_chunks(self) -> int:
         return -(-self.n_ve // self.chunk)
+
+
+#: the ODMN test textures (:data:`polyfe2.learn.odmn_validation.TEXTURES`)
+ODMN_TEST_TEXTURES = ("S1", "S2", "W1", "W2")
+#: texture hull samplings, then the named presets
+SAMPLINGS = ("hss", "dirichlet") + tuple(sorted(TEXTURE_COMPONENTS)) + ODMN_TEST_TEXTURES
+
+
+@dataclass
+class FMDataSpec:
+    """What to generate; stored in the file so that a resumed run continues the same set."""
+
+    n_rve: int = 2048
+    cells: int = 16                 # D: the RVE grid is D³ (the paper: 45)
+    grains: int = 40                # Voronoi grains per RVE (the paper: about 810 on 45³)
+    sampling: str = "hss"           # SAMPLINGS
+    resolution_deg: float = 10.0    # of the fundamental orientations (the paper: 10°, 618 orientations)
+    scatter_deg: float = 5.0        # grain orientations scattered around the discrete ones
+    spread_deg: float = 10.0        # of a texture-component preset
+    labelled: int = 0               # the first RVEs that get stiffness labels
+    triplets: int = 3               # single-crystal stiffness triplets per labelled RVE
+    seed: int = 0
+    chunk: int = 16                 # RVEs per chunk
+
+    def check(self, file=None) -> None:
+        for k in ("n_rve", "cells", "grains", "triplets", "chunk"):
+            if int(getattr(self, k)) < 1:
+                raise InputError(f"expected a positive integer, got {getattr(self, k)!r}", file=file, key=k)
+        if self.sampling not in SAMPLINGS:
+            raise InputError(f"expected one of {SAMPLINGS}, got {self.sampling!r}", file=file, key="sampling")
+        if not 0 <= self.labelled <= self.n_rve:
+            raise InputError(f"expected 0 <= labelled <= n_rve = {self.n_rve}, got {self.labelled}", file=file,
+                             key="labelled")
+        for key, lo, hi in (("resolution_deg", 2.0, 30.0), ("scatter_deg", 0.0, 30.0), ("spread_deg", 0.0, 60.0)):
+            if not lo <= float(getattr(self, key)) <= hi:
+                raise InputError(f"expected a number in [{lo}, {hi}] degrees, got {getattr(self, key)!r}",
+                                 file=file, key=key)
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_rve // self.chunk)

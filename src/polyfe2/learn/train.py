@@ -179,16 +179,21 @@ def _meta(data, files, spec, prior, history, n_train, n_val) -> dict:
                 spec={k: v for k, v in asdict(spec).items() if v is not None})
 
 
+def write_history_csv(history: list[dict], path: Path) -> None:
+    """One row per epoch, the keys of the history's rows as columns."""
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+
+
 def _write_history(history: list[dict], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(out / "history.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(history[0]))
-        w.writeheader()
-        w.writerows(history)
+    write_history_csv(history, out / "history.csv")
     e = [h["epoch"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
     a1.semilogy(e, [h["train_loss"] for h in history], label="train")
