@@ -70,3 +70,22 @@ def test_paraview_series_csv_and_plots(finished_run):
     for png in ("case_curve.png", "sigma_xx_slice.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_the_phase_output_lists_choose_the_constituent_fields(finished_run, tmp_path):
+    """DAMASK's `output` lists: without them every field of the backend is written, with them the
+    listed ones (F and P always, as damask.Result needs them)."""
+    import h5py
+
+    def phase_fields(path):
+        with h5py.File(path, "r") as f:
+            return set(f["increment_2/phase/Al/mechanical"])
+
+    assert {"F", "P", "F_e", "F_p", "L_p", "xi_sl", "gamma_sl"} <= phase_fields(finished_run[3] / "case.hdf5")
+    al = phase(plastic=dict(AL_PLASTIC, output=["xi_sl"]))
+    al["mechanical"]["output"] = ["F", "F_p"]
+    path = write_case(tmp_path, np.zeros((2, 2, 1), dtype=int), {"Al": al}, [("Al", [[1, 0, 0, 0]])],
+                      [uniaxial_x(t=2.0, N=2)], output={"directory": "out", "name": "case"})
+    summary = run_case(path)[0]
+    assert phase_fields(summary.files["results (DADF5)"]) == {"F", "P", "F_p", "xi_sl"}
+    assert len(damask.Result(summary.files["results (DADF5)"]).view(increments=-1).get("P", flatten=False)) > 0

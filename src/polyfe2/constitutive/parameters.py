@@ -24,7 +24,8 @@ PHASE = document(Schema("material.yaml: phase/NAME", {
 }))
 
 MECHANICAL = document(Schema("material.yaml: phase/NAME/mechanical", {
-    "output": Field("any", "DAMASK's output list; polyfe2 writes F, P and the backend's fields", default=None),
+    "output": Field("any", "DAMASK's output list: the constituent fields written (F and P always); "
+                    "without any list in the phase, every field of the backend", default=None),
     "elastic": Field("mapping", "elasticity: type Hooke (below)"),
     "plastic": Field("mapping", "plasticity: type phenopowerlaw or none; absent for an elastic phase",
                      default=None),
@@ -61,7 +62,7 @@ PHENOPOWERLAW = document(Schema("material.yaml: phase/NAME/mechanical/plastic (t
                      low=0.0, open_low=True),
     "atol_gamma": Field("number", "absolute tolerance of the state integration of gamma", default=1.0e-6,
                         low=0.0, open_low=True),
-    "output": Field("any", "DAMASK's output list (xi_sl, gamma_sl are written)", default=None),
+    "output": Field("any", "DAMASK's output list of the plastic fields written (xi_sl, gamma_sl)", default=None),
     "references": Field("any", "bibliographic references (not read)", default=None),
 }))
 

@@ -86,7 +86,7 @@ HOMOGENIZATION = document(Schema("material.yaml: homogenization/NAME", {
 
 HOMOGENIZATION_MECHANICAL = Schema("material.yaml: homogenization/NAME/mechanical", {
     "type": Field("choice", "homogenization scheme", choices=("pass", "isostrain")),
-    "output": Field("any", "DAMASK's output list (F and P are written)", default=None),
+    "output": Field("any", "DAMASK's output list (F and P are always written)", default=None),
 })
 
 MATERIAL = Schema("material.yaml: material[i]", {

@@ -18,6 +18,16 @@ from ..mechanics import stress_Cauchy
 from .parallel import gather_slabs
 
 
+def _listed_outputs(phase: dict) -> set[str] | None:
+    """The constituent fields a phase asks for with DAMASK's ``output`` lists (mechanical and
+    plastic), always with F and P; None (everything the backend offers) when it lists none."""
+    mech = phase.get("mechanical") or {}
+    lists = [mech.get("output"), (mech.get("plastic") or {}).get("output")]
+    if all(not isinstance(lst, list) for lst in lists):
+        return None
+    return {"F", "P"} | {str(n) for lst in lists if isinstance(lst, list) for n in lst}
+
+
 class RunOutputs:
     """Writers of one run, all under ``config.output_dir`` named after ``config.name``.
 
@@ -45,6 +55,7 @@ class RunOutputs:
         self._last = None
         mat = config.material
         self.K = int(mat.n_constituents().max())
+        self._wanted = {ph: _listed_outputs(entry) for ph, entry in mat.phases.items()}
         self.dadf5 = self.xdmf = self.curve = self.status = None
         if not self.root:
             return
@@ -90,6 +101,8 @@ class RunOutputs:
     def _constituent_fields(self, outputs: dict, P: np.ndarray) -> dict[str, np.ndarray]:
         N, K = int(np.prod(self.local_cells)), self.K
         fields: dict[str, np.ndarray] = {}
+        outputs = {ph: {n: t for n, t in out.items() if self._wanted.get(ph) is None or n in self._wanted[ph]}
+                   for ph, out in outputs.items()}
         names = {n for out in outputs.values() for n in out}
         for name in names:
             sample = next(out[name] for out in outputs.values() if name in out)
