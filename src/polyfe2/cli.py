@@ -72,7 +72,12 @@ def _cmd_demo(args) -> int:
     if args.backend == "gru" and K != 20:
         raise InputError(f"the gru backend's samples have 20 grains; got {K}", file="command line", key="--K")
     parameters = None
-    if args.backend == "odmn":   # one network per texture band, fitted to an RVE of the band's texture
+    if args.backend == "odmn" and args.encoder:   # one network per band, inferred from an RVE of its texture
+        from .learn.fm_infer import infer_band_parameters
+
+        print(f"polyfe2: inferring one ODMN per texture band with {args.encoder}")
+        parameters = infer_band_parameters(Path(args.encoder), out)
+    elif args.backend == "odmn":   # one network per texture band, fitted to an RVE of the band's texture
         from .learn.odmn_fit import fit_band_parameters
 
         print("polyfe2: fitting one ODMN per texture band (RVE 8^3, 20 grains, depth 4)")
@@ -449,6 +454,8 @@ def main(argv=None) -> int:
     p.add_argument("--increments", type=int, default=20)
     p.add_argument("--strain", type=float, default=0.02, help="final F_11 - 1")
     p.add_argument("--backend", default="taylor")
+    p.add_argument("--encoder", default=None, help="odmn: infer each band's network with this fine-tuned encoder "
+                   "(polyfe2 fm finetune --task odmn) instead of fitting it")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_demo)
     _add_gru_commands(sub)

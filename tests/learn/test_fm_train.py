@@ -91,6 +91,13 @@ def test_odmn_finetuning_gives_a_parameter_file_of_the_odmn_backend(pretrained, 
     C_dns = read_fm_dataset(data)["stiffness"][0, 0]
     C = np.array(summary["C_mandel_Pa"])
     assert np.linalg.norm(C - C_dns) / np.linalg.norm(C_dns) < 0.2
+    # the plate with one inferred network per texture band runs with the odmn backend
+    from polyfe2.cli import main
+
+    assert main(["demo", "--backend", "odmn", "--encoder", str(out / "encoder.pt"), "--out", str(tmp_path / "demo"),
+                 "--cells", "6", "6", "1", "--increments", "2", "--no-progress"]) == 0
+    bands = sorted((tmp_path / "demo").glob("odmn_band*.pt"))
+    assert len(bands) == 4 and all(ODMNParameters.load(b).provenance["plate_band"] == i for i, b in enumerate(bands))
 
 
 def test_inference_without_a_head_and_resampling(pretrained, tmp_path):

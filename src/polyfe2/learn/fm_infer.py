@@ -17,12 +17,13 @@ import torch
 
 from ..constitutive.odmn_network import ODMNParameters
 from ..errors import InputError
-from ..microstructure.descriptor import reduce_to_fz
+from ..microstructure.descriptor import make_descriptor, random_seeds, reduce_to_fz, voronoi_grid
+from ..microstructure.plate import band_orientations
 from ..simulation.config import Geometry, MaterialConfig
 from .fm_train import ODMNHead, STIFFNESS_SCALE, quaternion_batch
 from .mae import StiffnessHead, load_encoder
 
-__all__ = ["voxel_quaternions", "resample_nearest", "infer"]
+__all__ = ["voxel_quaternions", "resample_nearest", "infer", "infer_odmn", "infer_band_parameters"]
 
 
 def voxel_quaternions(geometry: Geometry, material: MaterialConfig) -> np.ndarray:
@@ -42,9 +43,29 @@ def resample_nearest(field: np.ndarray, cells: int) -> np.ndarray:
     return field[np.ix_(*idx)]
 
 
+def _odmn_head(loaded, encoder: Path) -> ODMNHead:
+    if loaded.head.get("task") != "odmn":
+        raise InputError("has no fine-tuned ODMN head (polyfe2 fm finetune --task odmn writes one)", file=encoder,
+                         key="head")
+    head = ODMNHead(loaded.config.enc_dim, int(loaded.normalisation["depth"]))
+    head.load_state_dict(loaded.head["state"])
+    return head
+
+
+def infer_odmn(loaded, q: np.ndarray, encoder: Path) -> ODMNParameters:
+    """The ODMN parameter set of one (D, D, D, 4) quaternion field by a loaded encoder."""
+    head = _odmn_head(loaded, encoder)
+    loaded.model.eval()
+    with torch.no_grad():
+        p = head(loaded.model.encode(quaternion_batch(q[None])))
+    return ODMNParameters(z=p.z[0], euler=p.euler[0], theta=p.theta[0], phi=p.phi[0],
+                          provenance={"inferred_by": Path(encoder).name, "encoder": loaded.metadata})
+
+
 def infer(encoder: Path, geometry: Path, material: Path, out: Path, log=print) -> dict:
     """Run the fine-tuned ``encoder`` on a microstructure; write ``out`` and return a summary."""
-    model, cfg, norm, meta, head_info = load_encoder(encoder)
+    loaded = load_encoder(encoder)
+    cfg, norm, head_info = loaded.config, loaded.normalisation, loaded.head
     if not head_info:
         raise InputError("has no fine-tuned head (polyfe2 fm finetune writes one)", file=encoder, key="head")
     geo, mat = Geometry.load(geometry), MaterialConfig.load(material)
@@ -53,25 +74,41 @@ def infer(encoder: Path, geometry: Path, material: Path, out: Path, log=print) -
         log(f"polyfe2: {geometry}: {q.shape[:3]} cells sampled at the nearest cell centre to the encoder's "
             f"{cfg.grid}³ grid")
         q = resample_nearest(q, cfg.grid)
-    model.eval()
+    if head_info["task"] == "odmn":
+        params = infer_odmn(loaded, q, encoder)
+        params.provenance.update(geometry=str(geometry), material=str(material))
+        params.save(out)
+        C = params.stiffness(*[torch.tensor(x / STIFFNESS_SCALE) for x in _own_triplet(mat)]) * STIFFNESS_SCALE
+        return {"task": "odmn", "file": str(out), "depth": params.depth, "C_mandel_Pa": C.numpy().tolist()}
+    head = StiffnessHead(cfg.enc_dim, 3)
+    head.load_state_dict(head_info["state"])
+    loaded.model.eval()
     with torch.no_grad():
-        latent = model.encode(quaternion_batch(q[None]))
-        if head_info["task"] == "odmn":
-            head = ODMNHead(cfg.enc_dim, int(norm["depth"]))
-            head.load_state_dict(head_info["state"])
-            p = head(latent)
-            params = ODMNParameters(z=p.z[0], euler=p.euler[0], theta=p.theta[0], phi=p.phi[0])
-            params.provenance = {"inferred_by": Path(encoder).name, "geometry": str(geometry),
-                                 "material": str(material), "encoder": meta}
-            params.save(out)
-            C = params.stiffness(*[torch.tensor(x / STIFFNESS_SCALE) for x in _own_triplet(mat)]) * STIFFNESS_SCALE
-            return {"task": "odmn", "file": str(out), "depth": params.depth, "C_mandel_Pa": C.numpy().tolist()}
-        head = StiffnessHead(cfg.enc_dim, 3)
-        head.load_state_dict(head_info["state"])
-        y = head(latent).double()[0] * torch.tensor(norm["std_Pa"]) + torch.tensor(norm["mean_Pa"])
-        result = {"task": "stiffness", **{k: float(v) for k, v in zip(norm["outputs"], y)}}
-        Path(out).write_text(json.dumps(result, indent=1) + "\n")
-        return dict(result, file=str(out))
+        y = head(loaded.model.encode(quaternion_batch(q[None]))).double()[0]
+    y = y * torch.tensor(norm["std_Pa"]) + torch.tensor(norm["mean_Pa"])
+    result = {"task": "stiffness", **{k: float(v) for k, v in zip(norm["outputs"], y)}}
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    return dict(result, file=str(out))
+
+
+def infer_band_parameters(encoder: Path, directory: Path, bands: int = 4, seed: int = 0) -> dict[int, Path]:
+    """One inferred ODMN per texture band of the plate (:mod:`polyfe2.microstructure.plate`): a
+    Voronoi RVE of the band's texture on the encoder's grid, with the grain count of its training
+    data, through the encoder. Returns band -> parameter file ``odmn_band{b}.pt`` in ``directory``."""
+    loaded = load_encoder(encoder)
+    _odmn_head(loaded, encoder)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    grains, D = int(loaded.metadata.get("grains", 40)), loaded.config.grid
+    rng = np.random.default_rng(seed)
+    out = {}
+    for b in range(bands):
+        q = band_orientations(1, grains, 1.0 - b / max(bands - 1, 1), 10.0, rng)[0]
+        material, qg = voronoi_grid(make_descriptor(random_seeds(grains, rng), q), (D,) * 3)
+        params = infer_odmn(loaded, reduce_to_fz(qg)[material], encoder)
+        params.provenance.update(plate_band=b, cells=D, grains=grains)
+        out[b] = params.save(directory / f"odmn_band{b}.pt")
+    return out
 
 
 def _own_triplet(mat: MaterialConfig) -> tuple[float, float, float]:
