@@ -309,7 +309,8 @@ def _cmd_fm_pretrain(args) -> int:
     from .learn.fm_train import pretrain
 
     result = pretrain(Path(args.data), Path(args.out), _fit_spec(args), preset=args.preset,
-                      mask_ratio=args.mask_ratio, progress=not args.no_progress)
+                      mask_ratio=args.mask_ratio, include_labelled=args.include_labelled or None,
+                      progress=not args.no_progress)
     for k, v in result.items():
         print(f"  {k:<22} {v}")
     return 0
@@ -376,6 +377,8 @@ def _add_fm_commands(sub) -> None:
         g.add_argument("--no-progress", action="store_true")
         if action == "pretrain":
             g.add_argument("--mask-ratio", type=float, default=None, help="default: the preset's (0.4)")
+            g.add_argument("--include-labelled", action="store_true",
+                           help="pretrain on the labelled RVEs too (default: only on those without labels)")
             g.set_defaults(func=_cmd_fm_pretrain)
         else:
             g.add_argument("--task", choices=("stiffness", "odmn"), required=True)

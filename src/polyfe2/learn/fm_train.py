@@ -179,11 +179,16 @@ class _Batches:
 
 
 def pretrain(data_file: Path, out: Path, spec: FitSpec, preset: str = "small", mask_ratio: float | None = None,
-             progress: bool = True, log=print) -> dict:
-    """Self-supervised pretraining (eq. 5) on every RVE of ``data_file``; returns a summary."""
+             include_labelled: bool | None = None, progress: bool = True, log=print) -> dict:
+    """Self-supervised pretraining (eq. 5) on the RVEs of ``data_file`` without stiffness labels
+    (``include_labelled``: on all; by default all only when fewer than 2 are unlabelled), so that
+    the fine-tuning's held-out RVEs are unseen; returns a summary."""
     if preset not in PRESETS:
         raise InputError(f"expected one of {sorted(PRESETS)}, got {preset!r}", key="--preset")
     data = read_fm_dataset(data_file)
+    unlabelled = ~np.isfinite(data["stiffness"][:, 0, 0, 0])
+    if include_labelled is False or (include_labelled is None and unlabelled.sum() >= 2):
+        data["quaternions"] = data["quaternions"][unlabelled]   # kept for fine-tuning and its held-out set
     cfg = MAEConfig.from_dict(dict(PRESETS[preset].to_dict(), grid=int(data["attrs"]["cells"]),
                                    **({} if mask_ratio is None else {"mask_ratio": mask_ratio})))
     if len(data["quaternions"]) < 2:
@@ -211,7 +216,7 @@ def pretrain(data_file: Path, out: Path, spec: FitSpec, preset: str = "small", m
                      metadata=_meta("pretrain", data_file, data, spec, history, len(tr), len(va), preset=preset))
 
     history = _loop(out, spec, {"mae": model}, _Batches(tr, spec.batch, spec.seed, step), validate, save_best,
-                    dict(preset=preset, mask_ratio=cfg.mask_ratio), "fm pretrain", progress, log)
+                    dict(preset=preset, mask_ratio=cfg.mask_ratio, rves=len(X)), "fm pretrain", progress, log)
     best = min(history, key=lambda h: h["val_loss"])
     return dict(encoder=out / "encoder.pt", epochs=history[-1]["epoch"], best_epoch=best["epoch"],
                 val_loss=best["val_loss"], train_time_min=round(history[-1]["time_s"] / 60, 1))
