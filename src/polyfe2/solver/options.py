@@ -41,6 +41,10 @@ SOLVER = document(Schema("run config: solver", {
                        choices=REFERENCE_MEDIA),
     "derivative": Field("choice", "Fourier derivative: rotated (Willot's finite difference) or continuous "
                         "(DAMASK's default)", default="rotated", choices=("rotated", "continuous")),
+    "initial_guess": Field("choice", "first iterate of the run's first increment: homogeneous (DAMASK's) or "
+                           "elastic (the equilibrium of the same increment with every phase elastic, solved "
+                           "first: far fewer costly evaluations at high contrast)", default="homogeneous",
+                           choices=("homogeneous", "elastic")),
 }))
 
 
@@ -80,6 +84,7 @@ class SolverOptions:
     petsc_options: str = DEFAULT_PETSC_OPTIONS
     reference: str = "componentwise"
     derivative: str = "rotated"
+    initial_guess: str = "homogeneous"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, *, file=None, prefix: str = "solver") -> "SolverOptions":
