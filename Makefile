@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: env kernels demo test bench gru-model clean
+.PHONY: env kernels demo test bench gru-model fm-model clean
 
 env:
 	@bash tools/bootstrap.sh $(VENV)
@@ -30,6 +30,11 @@ bench: kernels
 GRU := results/gru_model
 gru-model: kernels
 	bash tools/make_gru_model.sh $(VENV) $(GRU)
+
+# The shipped foundation-model encoders from scratch: RVE data, pretraining, fine-tuning (both heads).
+FM := results/fm_model
+fm-model: kernels
+	bash tools/make_fm_model.sh $(VENV) $(FM)
 
 clean:
 	rm -rf build results

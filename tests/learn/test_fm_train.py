@@ -36,6 +36,7 @@ def test_pretraining_writes_an_encoder_and_resumes(pretrained, data):
     # pretrained on the 4 RVEs without labels: the fine-tuning's held-out RVEs stay unseen
     assert cfg.grid == 8 and meta["stage"] == "pretrain" and meta["rves_train"] + meta["rves_held_out"] == 4
     assert head == {}
+    assert (pretrained / "latents.png").stat().st_size > 10_000 and (pretrained / "loss.png").exists()
     lines = []
     result = pretrain(data, pretrained, FitSpec(epochs=3, batch=4, device="cpu"), progress=False, log=lines.append)
     assert result["epochs"] == 3 and any("resuming" in line and "epoch 2" in line for line in lines)

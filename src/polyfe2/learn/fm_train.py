@@ -33,7 +33,8 @@ from .fm_data import read_fm_dataset
 from .train import write_history_csv
 from .mae import PRESETS, MAEConfig, MaskedAutoencoder, StiffnessHead, load_encoder, save_encoder
 
-__all__ = ["FitSpec", "pretrain", "finetune", "ODMNHead", "r2_scores", "quaternion_batch", "split_rves"]
+__all__ = ["FitSpec", "pretrain", "finetune", "ODMNHead", "r2_scores", "quaternion_batch", "split_rves", "cls_latents",
+           "plot_latent_map"]
 
 #: Pa: the stiffness and the triplets are divided by it inside the ODMN head's loss
 STIFFNESS_SCALE = 1e11
@@ -218,6 +219,7 @@ def pretrain(data_file: Path, out: Path, spec: FitSpec, preset: str = "small", m
     history = _loop(out, spec, {"mae": model}, _Batches(tr, spec.batch, spec.seed, step), validate, save_best,
                     dict(preset=preset, mask_ratio=cfg.mask_ratio, rves=len(X)), "fm pretrain", progress, log)
     best = min(history, key=lambda h: h["val_loss"])
+    plot_latent_map(load_encoder(out / "encoder.pt").model, data_file, out / "latents.png")
     return dict(encoder=out / "encoder.pt", epochs=history[-1]["epoch"], best_epoch=best["epoch"],
                 val_loss=best["val_loss"], train_time_min=round(history[-1]["time_s"] / 60, 1))
 
@@ -302,6 +304,42 @@ def finetune(data_file: Path, out: Path, spec: FitSpec, task: str = "stiffness",
                 best_epoch=best["epoch"], train_rves=len(tr), held_out_rves=len(va),
                 train_time_min=round(history[-1]["time_s"] / 60, 1),
                 **{k: v for k, v in best.items() if k.startswith("val_")})
+
+
+def cls_latents(model: MaskedAutoencoder, quaternions: np.ndarray, batch: int = 64) -> np.ndarray:
+    """(n, D_e) [CLS] latents of (n, D, D, D, 4) voxel quaternion fields."""
+    model.eval()
+    with torch.no_grad():
+        return np.concatenate([model.encode(quaternion_batch(quaternions[i:i + batch])).numpy()
+                               for i in range(0, len(quaternions), batch)])
+
+
+def plot_latent_map(model: MaskedAutoencoder, data_file: Path, path: Path, n: int = 2000) -> Path:
+    """The first two principal components of the [CLS] latents of up to ``n`` RVEs, coloured by
+    the texture measures of the set (texture index J Σp², Voigt C̄1111)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = read_fm_dataset(data_file)
+    z = cls_latents(model, data["quaternions"][:n])
+    z = z - z.mean(0)
+    _, sv, vt = np.linalg.svd(z, full_matrices=False)
+    xy = z @ vt[:2].T
+    share = sv[:2] ** 2 / (sv**2).sum()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, values, label in ((axes[0], np.log10(data["texture_index"][:n]), "log10 texture index J Σp²"),
+                              (axes[1], data["voigt"][:n, 0] / 1e9, "Voigt C̄1111 (GPa)")):
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=values, s=4, cmap="viridis")
+        fig.colorbar(sc, ax=ax, label=label)
+        ax.set_xlabel(f"PC 1 ({100 * share[0]:.0f} %)")
+        ax.set_ylabel(f"PC 2 ({100 * share[1]:.0f} %)")
+    fig.suptitle(f"[CLS] latents of {len(xy)} RVEs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
 
 
 def _meta(stage, data_file, data, spec, history, n_train, n_val, **extra) -> dict:
