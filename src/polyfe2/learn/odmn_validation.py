@@ -126,11 +126,16 @@ def validate_texture(name: str, directory: Path, cells: int = 16, grains: int = 
     time_fit = time.perf_counter() - t
     params.provenance.update(texture=name, cells=cells, grains=grains)
     path = params.save(Path(directory) / f"odmn_{name}.pt")
+    return compare_curves(name, rve, path, phase, load, report["held_out_error"], time_fit)
+
+
+def compare_curves(name, rve, path, phase, load, fit_error, time_fit) -> TextureResult:
+    """The RVE in full field and the ODMN of the parameter file ``path`` under ``load``."""
     F_d, P_d, time_dns = average_curve(rve)
     F_o, P_o, time_odmn = average_curve(odmn_config(path, phase, load))
     mean, worst = relative_errors(P_d[:, 0, 0], P_o[:, 0, 0])
-    return TextureResult(name, report["held_out_error"], mean, worst, F_d[:, 0, 0], P_d[:, 0, 0], F_o[:, 0, 0],
-                         P_o[:, 0, 0], time_fit, time_dns, time_odmn)
+    return TextureResult(name, fit_error, mean, worst, F_d[:, 0, 0], P_d[:, 0, 0], F_o[:, 0, 0], P_o[:, 0, 0],
+                         time_fit, time_dns, time_odmn)
 
 
 def plot_curves(results: list[TextureResult], path: Path) -> Path:
