@@ -13,3 +13,4 @@ $P demo --backend taylor --K 20 --out results/taylor "${case[@]}"
 $P compare results/odmn/results/plate.hdf5 results/taylor/results/plate.hdf5 --labels "odmn (inferred)" "taylor K=20" \
   --out results/sigma_xx_odmn_taylor.png
 $P odmn validate --encoder "$ENC" --out results/validation --no-progress
+$P odmn validate --encoder "$ENC" --textures band0 band1 band2 band3 --out results/validation_bands --no-progress

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError, SolverError
-from .learn.spec import LOADS, METHODS, SAMPLINGS, TEXTURES, DatagenSpec, FMDataSpec
+from .learn.spec import LOADS, METHODS, ODMN_TEST_TEXTURES, PLATE_BANDS, SAMPLINGS, TEXTURES, DatagenSpec, FMDataSpec
 
 
 def _cmd_run(args) -> int:
@@ -231,7 +231,7 @@ def _cmd_odmn_fit(args) -> int:
 def _cmd_odmn_validate(args) -> int:
     import csv
 
-    from .learn.odmn_validation import TEXTURES, plot_curves, validate_texture
+    from .learn.odmn_validation import BAND_TEXTURES, TEXTURES, plot_curves, validate_texture
     from .microstructure.materials import available_phases, load_phase
 
     if args.phase not in available_phases():
@@ -241,6 +241,7 @@ def _cmd_odmn_validate(args) -> int:
         raise InputError(f"expected at least 2 triplets (a quarter is held out), got {args.samples}",
                          file="command line", key="--samples")
     phase = load_phase(args.phase)
+    described = {**TEXTURES, **BAND_TEXTURES}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -257,10 +258,10 @@ def _cmd_odmn_validate(args) -> int:
                                  samples=args.samples, steps=args.steps, strain=args.strain, phase=phase,
                                  seed=args.seed, progress=not args.no_progress)
         results.append(r)
-        print(f"polyfe2: {name} ({TEXTURES[name][0]}): eq. 15 {100 * r.mean_error:.2f} %, eq. 16 "
+        print(f"polyfe2: {name} ({described[name][0]}): eq. 15 {100 * r.mean_error:.2f} %, eq. 16 "
               f"{100 * r.max_error:.2f} % (elastic C̄ error {100 * r.fit_error:.3f} %; fit or inference {r.time_fit:.0f} s, "
               f"full field {r.time_dns:.0f} s, ODMN {r.time_odmn:.1f} s)")
-        rows.append([name, TEXTURES[name][0], f"{100 * r.fit_error:.4f}", f"{100 * r.mean_error:.3f}",
+        rows.append([name, described[name][0], f"{100 * r.fit_error:.4f}", f"{100 * r.mean_error:.3f}",
                      f"{100 * r.max_error:.3f}", f"{r.time_fit:.1f}", f"{r.time_dns:.1f}", f"{r.time_odmn:.2f}"])
         with open(out / "validation.csv", "w", newline="") as f:
             csv.writer(f).writerows(rows)
@@ -435,7 +436,9 @@ def main(argv=None) -> int:
     g = odmn.add_parser(
         "validate", help="fit ODMNs to test-texture RVEs and compare loading-unloading with full-field CP")
     g.add_argument("--out", required=True, help="directory for the parameter files, validation.csv and .png")
-    g.add_argument("--textures", nargs="+", default=["S1", "S2", "W1", "W2"], choices=["S1", "S2", "W1", "W2"])
+    g.add_argument("--textures", nargs="+", default=list(ODMN_TEST_TEXTURES),
+                   choices=list(ODMN_TEST_TEXTURES) + [f"band{b}" for b in range(PLATE_BANDS)],
+                   help="test textures, or the plate's texture bands")
     g.add_argument("--cells", type=int, default=16, help="RVE grid cells per edge")
     g.add_argument("--grains", type=int, default=40)
     g.add_argument("--depth", type=int, default=6)

@@ -18,15 +18,14 @@ import torch
 
 from ..constitutive.odmn_network import ODMNParameters
 from ..errors import InputError
-from ..microstructure.descriptor import make_descriptor, random_seeds, reduce_to_fz, voronoi_grid
+from ..microstructure.descriptor import reduce_to_fz, voronoi_grid
 from ..microstructure.materials import aluminium
-from ..microstructure.plate import band_orientations
 from ..simulation.config import Geometry, MaterialConfig
 from ..simulation.homogenize import homogenized_stiffness
 from ..simulation.rve import voronoi_rve
 from .fm_train import ODMNHead, STIFFNESS_SCALE, quaternion_batch
 from .mae import StiffnessHead, load_encoder
-from .odmn_validation import TextureResult, compare_curves, loading_unloading, texture_descriptor
+from .odmn_validation import BANDS, TextureResult, compare_curves, loading_unloading, texture_descriptor
 
 __all__ = ["voxel_quaternions", "resample_nearest", "infer", "infer_odmn", "infer_band_parameters", "validate_inferred"]
 
@@ -96,7 +95,7 @@ def infer(encoder: Path, geometry: Path, material: Path, out: Path, log=print) -
     return dict(result, file=str(out))
 
 
-def infer_band_parameters(encoder: Path, directory: Path, bands: int = 4, seed: int = 0) -> dict[int, Path]:
+def infer_band_parameters(encoder: Path, directory: Path, seed: int = 0) -> dict[int, Path]:
     """One inferred ODMN per texture band of the plate (:mod:`polyfe2.microstructure.plate`): a
     Voronoi RVE of the band's texture on the encoder's grid, with the grain count of its training
     data, through the encoder. Returns band -> parameter file ``odmn_band{b}.pt`` in ``directory``."""
@@ -105,11 +104,9 @@ def infer_band_parameters(encoder: Path, directory: Path, bands: int = 4, seed: 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     grains, D = int(loaded.metadata.get("grains", 40)), loaded.config.grid
-    rng = np.random.default_rng(seed)
     out = {}
-    for b in range(bands):
-        q = band_orientations(1, grains, 1.0 - b / max(bands - 1, 1), 10.0, rng)[0]
-        material, qg = voronoi_grid(make_descriptor(random_seeds(grains, rng), q), (D,) * 3)
+    for b in range(BANDS):   # the RVE that `odmn validate --encoder --textures band<b>` checks
+        material, qg = voronoi_grid(texture_descriptor(f"band{b}", grains, seed), (D,) * 3)
         params = infer_odmn(loaded, reduce_to_fz(qg)[material], encoder)
         params.provenance.update(plate_band=b, cells=D, grains=grains)
         out[b] = params.save(directory / f"odmn_band{b}.pt")

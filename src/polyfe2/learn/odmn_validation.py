@@ -28,11 +28,13 @@ from ..microstructure.descriptor import (TEXTURE_COMPONENTS, make_descriptor, ra
 from ..microstructure.materials import aluminium
 from ..simulation.config import LoadCase, RunConfig
 from ..simulation.outputs import AverageRecorder
+from ..microstructure.plate import band_orientations
 from ..simulation.plate import uniaxial_tension_x
 from ..simulation.runner import run
 from ..simulation.rve import voronoi_rve
 from ..solver.boundary import make_load_step
 from .odmn_fit import fit_microstructure
+from .spec import PLATE_BANDS
 
 #: name -> (description, component/spread list; an empty list is the random texture)
 TEXTURES = {
@@ -43,8 +45,20 @@ TEXTURES = {
 }
 
 
+#: the plate's texture bands (:mod:`polyfe2.simulation.plate`): copper (10° spread) with the
+#: band's weight, else random orientations
+BANDS = PLATE_BANDS
+BAND_TEXTURES = {f"band{b}": (f"plate band {b}: copper 10° with weight {1 - b / (BANDS - 1):.2f}, else random",
+                              1 - b / (BANDS - 1)) for b in range(BANDS)}
+
+
 def texture_descriptor(name: str, grains: int, seed: int = 0) -> np.ndarray:
-    """Descriptor (grains, 7) of an RVE with the test texture ``name`` (:data:`TEXTURES`)."""
+    """Descriptor (grains, 7) of an RVE with the test texture ``name`` (:data:`TEXTURES`) or a
+    plate band's texture (:data:`BAND_TEXTURES`)."""
+    if name in BAND_TEXTURES:   # its own random source per band
+        rng = np.random.default_rng([seed, int(name[4:])])
+        q = band_orientations(1, grains, BAND_TEXTURES[name][1], 10.0, rng)[0]
+        return make_descriptor(random_seeds(grains, rng), q)
     rng = np.random.default_rng(seed)
     components = TEXTURES[name][1]
     if not components:

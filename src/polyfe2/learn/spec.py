@@ -60,6 +60,8 @@ class DatagenSpec:
 
 #: the ODMN test textures (:data:`polyfe2.learn.odmn_validation.TEXTURES`)
 ODMN_TEST_TEXTURES = ("S1", "S2", "W1", "W2")
+#: the plate's texture bands (:data:`polyfe2.learn.odmn_validation.BAND_TEXTURES`)
+PLATE_BANDS = 4
 #: texture hull samplings, then the named presets
 SAMPLINGS = ("hss", "dirichlet") + tuple(sorted(TEXTURE_COMPONENTS)) + ODMN_TEST_TEXTURES
 
