@@ -132,9 +132,9 @@ def validate_inferred(name: str, encoder: Path, directory: Path, grains: int = 4
     params = infer_odmn(loaded, voxel_quaternions(rve.geometry, rve.material), encoder)
     time_infer = time.perf_counter() - t
     el = phase["mechanical"]["elastic"]
-    C = params.stiffness(*[torch.tensor(el[k] / 1e11) for k in ("C_11", "C_12", "C_44")]).numpy() * 1e11
-    C_dns = homogenized_stiffness(rve)
+    C = params.stiffness(*[torch.tensor(el[k] / STIFFNESS_SCALE) for k in ("C_11", "C_12", "C_44")]).numpy()
+    C_dns = homogenized_stiffness(rve) / STIFFNESS_SCALE
     params.provenance.update(texture=name, cells=loaded.config.grid, grains=grains)
     path = params.save(Path(directory) / f"odmn_{name}.pt")
-    return compare_curves(name, rve, path, phase, load, float(np.linalg.norm(C - C_dns) / np.linalg.norm(C_dns)),
-                    time_infer)
+    error = float(np.linalg.norm(C - C_dns) / np.linalg.norm(C_dns))
+    return compare_curves(name, rve, path, phase, load, error, time_infer)
