@@ -8,7 +8,7 @@ process on two grids, side by side in one invocation; the peak resident memory o
     memory per voxel = (peak(large) - peak(small)) / (voxels(large) - voxels(small)).
 
 Next to it: the run's own estimate per cell (its first log line, the range between the committed
-state twice and six times) and the voxels that would fit in 24 GB. Then the plate at
+state twice and three times) and the voxels that would fit in 24 GB. Then the plate at
 151×151×15 with 20 grains per voxel is built and written (the gru case: descriptors and the HDF5
 side file of the constituents), timed, with its peak memory.
 
