@@ -136,14 +136,15 @@ def _loop(out: Path, spec: FitSpec, modules: dict, train_step, validate, save_be
             g["lr"] = _lr_at(spec, epoch)
         for m in modules.values():
             m.train()
-        total, count = 0.0, 0
+        total, count = 0.0, 0   # summed on the device: no host sync per batch
         for idx in train_step.batches(epoch):
             loss = train_step(idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            total, count = total + float(loss.detach()) * len(idx), count + len(idx)
+            total, count = total + loss.detach() * len(idx), count + len(idx)
+        total = float(total)
         for m in modules.values():
             m.eval()
         with torch.no_grad():

@@ -98,6 +98,13 @@ DEFAULT_RESOLUTION_DEG = 10.0
 _CUBE_EDGE = np.pi ** (2.0 / 3.0)
 
 
+def _sizes(J, n) -> tuple[int, int]:
+    J, n = int(J), int(n)
+    if J < 1 or n < 0:
+        raise ValueError(f"need J >= 1 and n >= 0, got J={J}, n={n}")
+    return J, n
+
+
 def _rng(rng) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
@@ -197,9 +204,7 @@ def hierarchical_simplex_sample(J: int, n: int, rng=None,
     numpy.ndarray, shape (n, J)
         Weights, ``>= 0``, each row summing to one.
     """
-    J, n = int(J), int(n)
-    if J < 1 or n < 0:
-        raise ValueError(f"need J >= 1 and n >= 0, got J={J}, n={n}")
+    J, n = _sizes(J, n)
     lv = default_levels(J) if levels is None else np.asarray(levels, dtype=int).ravel()
     if lv.size == 0 or lv.min() < 1 or lv.max() > J:
         raise ValueError(f"levels must be non-empty integers in 1..{J}, got {levels!r}")
@@ -229,9 +234,7 @@ def dirichlet_sample(J: int, n: int, rng=None) -> np.ndarray:
     numpy.ndarray, shape (n, J)
         Weights, ``>= 0``, each row summing to one.
     """
-    J, n = int(J), int(n)
-    if J < 1 or n < 0:
-        raise ValueError(f"need J >= 1 and n >= 0, got J={J}, n={n}")
+    J, n = _sizes(J, n)
     return _rng(rng).dirichlet(np.ones(J), size=n)
 
 
