@@ -40,6 +40,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..checkpoints import load_weights, read_checkpoint, save_checkpoint
 from ..errors import InputError
 from ..kernels import FusedGRU
 from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
@@ -86,6 +87,9 @@ class GRUSurrogate(nn.Module):
         Width of the per-grain MLPs (128).
     n_grains : int, optional
         Grains per descriptor (20); informative (the pooling accepts any G).
+    descriptor_width : int, optional
+        Width of a descriptor row: 7 for grain rows ``[x, y, z, q0..q3]``; a microstructure
+        fingerprint (:mod:`polyfe2.learn.fingerprint`) of width W is given as one row (B, 1, W).
 
     Notes
     -----
@@ -94,23 +98,24 @@ class GRUSurrogate(nn.Module):
     """
 
     def __init__(self, hidden: int = 256, layers: int = 2, m_size: int = 32,
-                 input_size: Optional[int] = None, mlp_width: int = 128, n_grains: int = 20):
+                 input_size: Optional[int] = None, mlp_width: int = 128, n_grains: int = 20,
+                 descriptor_width: int = DESCRIPTOR_WIDTH):
         super().__init__()
         input_size = hidden if input_size is None else int(input_size)
         self.arch = dict(hidden=int(hidden), layers=int(layers), m_size=int(m_size),
                          input_size=input_size, mlp_width=int(mlp_width),
-                         n_grains=int(n_grains))
+                         n_grains=int(n_grains), descriptor_width=int(descriptor_width))
         self.hidden, self.layers, self.m_size = int(hidden), int(layers), int(m_size)
-        self.h0_net = _PooledMLP(DESCRIPTOR_WIDTH, mlp_width, layers * hidden)
-        self.m_net = _PooledMLP(DESCRIPTOR_WIDTH, mlp_width, m_size)
+        self.h0_net = _PooledMLP(descriptor_width, mlp_width, layers * hidden)
+        self.m_net = _PooledMLP(descriptor_width, mlp_width, m_size)
         self.input_layer = nn.Linear(9 + m_size, input_size)   # linear: foldable by FusedGRU
         self.gru = nn.GRU(input_size, hidden, num_layers=layers, batch_first=True)
         self.output_layer = nn.Linear(hidden, 6)
         # min-max statistics (identity scaling until fit_scaling is called)
         self.register_buffer("F_min", torch.zeros(9))
         self.register_buffer("F_max", torch.ones(9))
-        self.register_buffer("d_min", torch.zeros(DESCRIPTOR_WIDTH))
-        self.register_buffer("d_max", torch.ones(DESCRIPTOR_WIDTH))
+        self.register_buffer("d_min", torch.zeros(descriptor_width))
+        self.register_buffer("d_max", torch.ones(descriptor_width))
         self.register_buffer("s_min", torch.zeros(6))
         self.register_buffer("s_max", torch.ones(6))
 
@@ -133,7 +138,7 @@ class GRUSurrogate(nn.Module):
             Deviatoric Cauchy stress in Pa, :data:`STRESS_ORDER`.
         """
         f = isochoric(F_paths).reshape(-1, 9)
-        d = descriptors.reshape(-1, DESCRIPTOR_WIDTH)
+        d = descriptors.reshape(-1, descriptors.shape[-1])
         s = sigma_dev.reshape(-1, 6)
         for name, x in (("F", f), ("d", d), ("s", s)):
             getattr(self, f"{name}_min").copy_(x.amin(0))
@@ -254,10 +259,10 @@ class GRUSurrogate(nn.Module):
                              for k in ("F_min", "F_max", "d_min", "d_max", "s_min", "s_max")},
                     state_dict={k: v.detach().cpu() for k, v in self.state_dict().items()},
                     meta=dict(meta or {}))
-        torch.save(ckpt, os.fspath(path))
+        save_checkpoint(path, ckpt)
 
     @classmethod
-    def load(cls, path, map_location="cpu") -> "GRUSurrogate":
+    def load(cls, path) -> "GRUSurrogate":
         """Read a checkpoint written by :meth:`save`.
 
         Raises
@@ -266,34 +271,16 @@ class GRUSurrogate(nn.Module):
             Unreadable file, other format, version or descriptor layout (names file and key).
         """
         path = os.fspath(path)
-        try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        except FileNotFoundError:
-            raise InputError("surrogate checkpoint not found", file=path) from None
-        except Exception as exc:  # noqa: BLE001 - report one line
-            raise InputError(f"not a readable torch checkpoint ({type(exc).__name__})",
-                             file=path) from None
-        if not isinstance(ckpt, dict):
-            raise InputError("not a GRU surrogate checkpoint", file=path, key="format")
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r}",
-                             file=path, key="format")
-        if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise InputError(f"checkpoint version {ckpt.get('version')!r}, this polyfe2 reads "
-                             f"version {CHECKPOINT_VERSION}", file=path, key="version")
+        ckpt = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "GRU surrogate checkpoint",
+                               mappings=("arch", "state_dict"))
         if ckpt.get("layout") != DESCRIPTOR_LAYOUT:
             raise InputError(f"descriptor layout {ckpt.get('layout')!r}, expected "
                              f"{DESCRIPTOR_LAYOUT!r}", file=path, key="layout")
-        for key in ("arch", "state_dict"):
-            if not isinstance(ckpt.get(key), dict):
-                raise InputError("missing or not a mapping", file=path, key=key)
         try:
             model = cls(**ckpt["arch"])
             model.to(ckpt["state_dict"]["output_layer.weight"].dtype)   # keep float64 exact
-            model.load_state_dict(ckpt["state_dict"])
-        except (TypeError, RuntimeError, KeyError, AttributeError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InputError(f"does not match the architecture ({msg})", file=path,
-                             key="state_dict") from None
+        except (TypeError, KeyError) as exc:
+            raise InputError(f"bad architecture ({type(exc).__name__}: {exc})", file=path, key="arch") from None
+        load_weights(model, ckpt["state_dict"], path)
         model.meta = ckpt.get("meta", {})
         return model

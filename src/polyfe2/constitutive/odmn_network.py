@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoints import plain_data, read_checkpoint, save_checkpoint
 from ..errors import InputError
 from ..mechanics import MANDEL_WEIGHTS, VOIGT_PAIRS, cubic_stiffness, rotate_stiffness, to_mandel
 
@@ -186,25 +187,16 @@ class ODMNParameters:
         return tree_stiffness(self.leaf_stiffness(c11, c12, c44), self.weights, self.normals)
 
     def save(self, path: Path) -> Path:
-        torch.save({"format": PARAMETERS_FORMAT, "version": PARAMETERS_VERSION, "depth": self.depth,
-                    "crystal": self.crystal, "provenance": dict(self.provenance),
-                    **{k: getattr(self, k).detach().cpu() for k in ("z", "euler", "theta", "phi")}}, path)
+        save_checkpoint(path, {"format": PARAMETERS_FORMAT, "version": PARAMETERS_VERSION, "depth": self.depth,
+                               "crystal": self.crystal, "provenance": plain_data(dict(self.provenance), "provenance"),
+                               **{k: getattr(self, k).detach().cpu() for k in ("z", "euler", "theta", "phi")}})
         return Path(path)
 
     @classmethod
     def load(cls, path: Path) -> "ODMNParameters":
         """Read a parameter file; a missing, malformed or mismatched one is a one-line InputError."""
         path = Path(path)
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise InputError("ODMN parameter file not found", file=path) from None
-        except Exception as e:  # torch raises several types for a file that is not its format
-            raise InputError(f"not an ODMN parameter file ({type(e).__name__})", file=path) from None
-        if not isinstance(data, dict) or data.get("format") != PARAMETERS_FORMAT:
-            raise InputError(f"expected format {PARAMETERS_FORMAT!r}", file=path, key="format")
-        if data.get("version") != PARAMETERS_VERSION:
-            raise InputError(f"version {data.get('version')!r}; expected {PARAMETERS_VERSION}", file=path, key="version")
+        data = read_checkpoint(path, PARAMETERS_FORMAT, PARAMETERS_VERSION, "ODMN parameter file", mappings=())
         depth = data.get("depth")
         shapes = {"z": (2**depth,), "euler": (2**depth, 3), "theta": (2**depth - 1,), "phi": (2**depth - 1,)} \
             if isinstance(depth, int) and 0 <= depth <= 12 else None

@@ -61,6 +61,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import __version__
+from ..checkpoints import plain_data, read_checkpoint, save_checkpoint
 from ..errors import InputError
 
 __all__ = [
@@ -549,26 +550,6 @@ class LoadedEncoder(NamedTuple):
     head: dict
 
 
-def _plain(obj, where: str):
-    """Copy of ``obj`` made of plain data only (what ``torch.load(weights_only=True)`` reads);
-    tensors are detached to the CPU. Anything else raises a one-line ValueError."""
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, Tensor):
-        return obj.detach().cpu().clone()
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_plain(v, f"{where}[{i}]") for i, v in enumerate(obj))
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            if not isinstance(k, (str, int)):
-                raise ValueError(f"{where}: keys must be str or int, got {type(k).__name__}")
-            out[k] = _plain(v, f"{where}[{k!r}]")
-        return out
-    raise ValueError(f"{where}: only tensors, numbers, strings, None, lists and dicts can be "
-                     f"saved, got {type(obj).__name__}")
-
-
 def save_encoder(path, model: MaskedAutoencoder, config: Optional[MAEConfig] = None,
                  normalisation: Optional[dict] = None, metadata: Optional[dict] = None, *,
                  include_decoder: bool = True, head: Optional[dict] = None) -> None:
@@ -600,17 +581,10 @@ def save_encoder(path, model: MaskedAutoencoder, config: Optional[MAEConfig] = N
                 config=config.to_dict(),
                 parts=["encoder", "decoder"] if include_decoder else ["encoder"],
                 state_dict=state,
-                normalisation=_plain(dict(normalisation or {}), "normalisation"),
-                metadata=_plain(dict(metadata or {}), "metadata"),
-                head=_plain(dict(head or {}), "head"))
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+                normalisation=plain_data(dict(normalisation or {}), "normalisation"),
+                metadata=plain_data(dict(metadata or {}), "metadata"),
+                head=plain_data(dict(head or {}), "head"))
+    save_checkpoint(path, ckpt)
 
 
 def load_encoder(path, expect: Optional[MAEConfig] = None) -> LoadedEncoder:
@@ -638,22 +612,8 @@ def load_encoder(path, expect: Optional[MAEConfig] = None) -> LoadedEncoder:
         ``expect`` (``config.<field>``: both values) or weights not fitting it (``state_dict``).
     """
     path = os.fspath(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError("MAE checkpoint not found", file=path) from None
-    except Exception as exc:  # noqa: BLE001 - report one line
-        raise InputError(f"not a readable torch checkpoint ({type(exc).__name__})", file=path) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise InputError(f"not a polyfe2 MAE checkpoint (format {got!r}, expected "
-                         f"{CHECKPOINT_FORMAT!r})", file=path, key="format")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise InputError(f"checkpoint version {ckpt.get('version')!r}, this polyfe2 reads version "
-                         f"{CHECKPOINT_VERSION}", file=path, key="version")
-    for key in ("config", "state_dict"):
-        if not isinstance(ckpt.get(key), dict):
-            raise InputError("missing or not a mapping", file=path, key=key)
+    ckpt = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "polyfe2 MAE checkpoint",
+                           mappings=("config", "state_dict"))
     try:
         config = MAEConfig.from_dict(ckpt["config"])
     except ValueError as exc:
