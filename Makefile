@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: env kernels demo test bench gru-model fm-model clean
+.PHONY: env kernels demo test bench gru-model fm-model fingerprint-models clean
 
 env:
 	@bash tools/bootstrap.sh $(VENV)
@@ -35,6 +35,10 @@ gru-model: kernels
 FM := results/fm_model
 fm-model: kernels
 	bash tools/make_fm_model.sh $(VENV) $(FM)
+
+# The shipped fingerprint models (VAE, ViT) from the fm-model RVE set, and their comparison table.
+fingerprint-models: kernels
+	bash tools/make_fingerprint_models.sh $(VENV) results/fingerprint_models $(FM)/fm.h5
 
 clean:
 	rm -rf build results

@@ -63,7 +63,7 @@ fi
 # compiles the kernels in csrc/ (CUDA too when nvcc is found) into the venv. build_kernels.sh
 # skips this when nothing changed since the last install and recompiles only what changed
 # otherwise; a missing dependency forces the install.
-if ! "$VPY" -c "import damask, h5py, meshio, scipy, matplotlib, yaml, pytest, hypothesis, importlinter" \
+if ! "$VPY" -c "import damask, h5py, meshio, scipy, matplotlib, yaml, pytest, hypothesis, importlinter, transformers, sklearn" \
      >/dev/null 2>&1; then
   rm -f "$VENV/.polyfe2-installed"
 fi

@@ -54,6 +54,11 @@ def _report(summary) -> None:
         print(f"  {what:<14} {path}")
 
 
+def _print_summary(result: dict) -> None:
+    for k, v in result.items():
+        print(f"  {k:<22} {v}")
+
+
 def _cmd_backends(args) -> int:
     from .constitutive.registry import available
 
@@ -111,10 +116,35 @@ def _cmd_train_gru(args) -> int:
     spec = TrainSpec(epochs=args.epochs, batch=args.batch, lr=args.lr, hidden=args.hidden,
                      layers=args.layers, val_fraction=args.val_fraction, seed=args.seed,
                      threads=args.threads, max_minutes=args.max_minutes, init=args.init, device=args.device)
-    result = train([Path(p) for p in args.data], Path(args.out), spec, progress=not args.no_progress)
-    for k, v in result.items():
-        print(f"  {k:<22} {v}")
+    files = [Path(p) for p in args.data]
+    descriptors, name = None, "grains"
+    if args.fingerprint:
+        from .learn.fingerprint import fingerprinter, ve_fingerprints
+        from .learn.train import load_training_data
+
+        fp = fingerprinter(args.fingerprint, args.fingerprint_weights)
+        descriptors = ve_fingerprints(load_training_data(files)["descriptor"], fp)
+        name = f"fingerprint:{fp.name}:{fp.weights}"
+        print(f"polyfe2: microstructure input: {fp.name} fingerprints ({fp.dim}) of {fp.weights}")
+    result = train(files, Path(args.out), spec, progress=not args.no_progress, descriptors=descriptors,
+                   microstructure_input=name)
+    _print_summary(result)
     return 0
+
+
+def _fingerprint_inputs(model_file: Path):
+    """None for a model of grain descriptors; for one trained on fingerprints, the function that
+    makes them from grain descriptors (the method and weights its metadata names)."""
+    from .constitutive.gru_network import GRUSurrogate
+
+    kind = str(GRUSurrogate.load(model_file).meta.get("microstructure_input", "grains"))
+    if kind == "grains":
+        return None
+    from .learn.fingerprint import fingerprinter, ve_fingerprints
+
+    _, method, weights = kind.split(":", 2)
+    fp = fingerprinter(method, weights)
+    return lambda d: ve_fingerprints(d, fp)
 
 
 def _cmd_evaluate_gru(args) -> int:
@@ -126,7 +156,7 @@ def _cmd_evaluate_gru(args) -> int:
         if not (sep and name and file):
             raise InputError(f"expected NAME=FILE.h5, got {item!r}", file="command line", key="sets")
         sets[name] = Path(file)
-    report = evaluate_sets(Path(args.model), sets, Path(args.out))
+    report = evaluate_sets(Path(args.model), sets, Path(args.out), descriptors=_fingerprint_inputs(Path(args.model)))
     for name, r in report["sets"].items():
         print(f"  {name:<18} mean eq.5 error {r['mean_MPa']:.3f} MPa = {r['mean_pct_peak']:.2f} % of peak "
               f"({r['samples']} samples)")
@@ -176,6 +206,9 @@ def _add_gru_commands(sub) -> None:
     g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this")
     g.add_argument("--init", default=None, help="start from this model (.pt): its weights and normalisation")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    g.add_argument("--fingerprint", default=None, metavar="METHOD",
+                   help="microstructure input: this fingerprint of each VE (vae, vit, fm) instead of its grain rows")
+    g.add_argument("--fingerprint-weights", default=None, help="weights of --fingerprint (default: the shipped ones)")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=_cmd_train_gru)
 
@@ -318,8 +351,7 @@ def _cmd_fm_pretrain(args) -> int:
     result = pretrain(Path(args.data), Path(args.out), _fit_spec(args), preset=args.preset,
                       mask_ratio=args.mask_ratio, include_labelled=args.include_labelled or None,
                       progress=not args.no_progress)
-    for k, v in result.items():
-        print(f"  {k:<22} {v}")
+    _print_summary(result)
     return 0
 
 
@@ -329,8 +361,7 @@ def _cmd_fm_finetune(args) -> int:
     result = finetune(Path(args.data), Path(args.out), _fit_spec(args), task=args.task,
                       encoder=Path(args.encoder) if args.encoder else None, preset=args.preset, depth=args.depth,
                       progress=not args.no_progress)
-    for k, v in result.items():
-        print(f"  {k:<22} {v}")
+    _print_summary(result)
     return 0
 
 
@@ -345,6 +376,121 @@ def _cmd_fm_infer(args) -> int:
         print("polyfe2: " + ", ".join(f"{k} {v / 1e9:.2f} GPa" for k, v in result.items()
                                        if k.startswith("C")) + f" in {result['file']}")
     return 0
+
+
+def _add_fit_arguments(g, model_file: str, presets: str, lr: float = 1e-3) -> None:
+    """The options of a training command on an ``fm data`` set (:class:`~.learn.fm_train.FitSpec`)."""
+    g.add_argument("data", help="HDF5 file from 'polyfe2 fm data'")
+    g.add_argument("--out", required=True, help=f"directory: checkpoint.pt, {model_file}, history.csv, loss.png")
+    g.add_argument("--preset", default="small", help=f"model sizes: {presets}")
+    g.add_argument("--epochs", type=int, default=40)
+    g.add_argument("--batch", type=int, default=32)
+    g.add_argument("--lr", type=float, default=lr)
+    g.add_argument("--val-fraction", type=float, default=0.2, help="RVEs held out")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    g.add_argument("--no-progress", action="store_true")
+
+
+def _cmd_fingerprint(args) -> int:
+    import json
+
+    import numpy as np
+
+    from .learn.fingerprint import fingerprinter
+
+    rve = Path(args.rve)
+    if rve.is_dir():
+        geometry = sorted(rve.glob("*.vti"))
+        if len(geometry) != 1:
+            raise InputError(f"expected one DAMASK geometry (*.vti) in the directory, found {len(geometry)}",
+                             file=rve, key="geometry")
+        geometry, material = geometry[0], Path(args.material) if args.material else rve / "material.yaml"
+    else:
+        if not args.material:
+            raise InputError("a geometry file needs --material material.yaml", file=rve, key="material")
+        geometry, material = rve, Path(args.material)
+    fp = fingerprinter(args.method, args.weights)
+    z = fp.encode((geometry, material), log=print)
+    print(f"polyfe2: {args.method} fingerprint of {geometry.name} ({fp.dim} values, |z| {np.linalg.norm(z):.4g}) "
+          f"by {Path(fp.weights).name}")
+    if args.out:
+        out = Path(args.out)
+        if out.suffix == ".npy":
+            np.save(out, z)
+        else:
+            out.write_text(json.dumps(dict(method=args.method, weights=str(fp.weights), geometry=str(geometry),
+                                           material=str(material), fingerprint=z.tolist())) + "\n")
+        print(f"polyfe2: written {out}")
+    else:
+        print(" ".join(f"{v:.4g}" for v in z[:8]) + (" ..." if len(z) > 8 else ""))
+    return 0
+
+
+def _cmd_fingerprint_table(args) -> int:
+    from .learn.fingerprint import fingerprinter
+    from .learn.fingerprint_table import compare_fingerprints
+
+    weights = {}
+    for item in args.weights or []:
+        name, sep, file = item.partition("=")
+        if not (sep and name and file):
+            raise InputError(f"expected METHOD=FILE, got {item!r}", file="command line", key="weights")
+        weights[name] = file
+    methods = {m: fingerprinter(m, weights.get(m)) for m in args.methods}
+    result = compare_fingerprints(Path(args.data), methods, Path(args.out), val_fraction=args.val_fraction,
+                                  seed=args.seed)
+    print(result["markdown"], end="")
+    return 0
+
+
+def _cmd_vae_train(args) -> int:
+    from .learn.vae import train_vae
+
+    result = train_vae(Path(args.data), Path(args.out), _fit_spec(args), preset=args.preset,
+                       unlabelled_only=not args.include_labelled, progress=not args.no_progress)
+    _print_summary(result)
+    return 0
+
+
+def _cmd_vit_pretrain(args) -> int:
+    from .learn.vit import pretrain_vit
+
+    result = pretrain_vit(Path(args.data), Path(args.out), _fit_spec(args), preset=args.preset,
+                          unlabelled_only=not args.include_labelled, progress=not args.no_progress)
+    _print_summary(result)
+    return 0
+
+
+def _add_fingerprint_commands(sub) -> None:
+    p = sub.add_parser("fingerprint", help="a microstructure -> its fingerprint vector (vae, vit or fm)")
+    p.add_argument("rve", help="directory with a DAMASK geometry (*.vti) and material.yaml, or a geometry file")
+    p.add_argument("--material", default=None, help="DAMASK material.yaml (default: next to the geometry)")
+    p.add_argument("--method", required=True, help="vae (paper 001), vit (paper 002) or fm (paper 000)")
+    p.add_argument("--weights", default=None, help="local weights file or directory (default: the shipped model)")
+    p.add_argument("--out", default=None, help=".npy or .json file for the vector")
+    p.set_defaults(func=_cmd_fingerprint)
+    p = sub.add_parser("fingerprint-table", help="fingerprints -> PCA -> quadratic regression of the stiffness "
+                       "of an fm data set's labelled RVEs: MAPE and R² on held-out RVEs")
+    p.add_argument("data", help="HDF5 file from 'polyfe2 fm data' (its labelled RVEs)")
+    p.add_argument("--out", required=True, help="directory: table.md, table.json, parity.png")
+    p.add_argument("--methods", nargs="+", default=["vae", "vit", "fm"])
+    p.add_argument("--weights", nargs="*", metavar="METHOD=FILE", help="weights other than the shipped ones")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="labelled RVEs held out (the fm split)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_fingerprint_table)
+    for name, action, func, help_text, model, lr in (
+            ("vae", "train", _cmd_vae_train, "the 3D ResNet VAE (paper 001) on an fm data set's RVEs", "vae.pt",
+             1e-3),
+            ("vit", "pretrain", _cmd_vit_pretrain, "the DINOv2-architecture ViT on the RVEs' mid-sections "
+             "(masked patch modelling)", "vit.pt", 1e-3)):
+        p = sub.add_parser(name, help=f"{name} fingerprint model")
+        g = p.add_subparsers(dest="action", required=True).add_parser(action, help=help_text)
+        _add_fit_arguments(g, model, "small (default); see the module for the paper's", lr)
+        g.add_argument("--include-labelled", action="store_true",
+                       help="train on the labelled RVEs too (default: only on those without labels)")
+        g.set_defaults(func=func)
 
 
 def _add_fm_commands(sub) -> None:
@@ -371,17 +517,7 @@ def _add_fm_commands(sub) -> None:
     for action, help_text in (("pretrain", "masked-autoencoder pretraining on every RVE (eq. 5)"),
                               ("finetune", "encoder + linear head on the labelled RVEs (end to end)")):
         g = fm.add_parser(action, help=help_text)
-        g.add_argument("data", help="HDF5 file from 'polyfe2 fm data'")
-        g.add_argument("--out", required=True, help="directory: checkpoint.pt, encoder.pt, history.csv, loss.png")
-        g.add_argument("--preset", default="small", help="model sizes: small or paper")
-        g.add_argument("--epochs", type=int, default=40)
-        g.add_argument("--batch", type=int, default=32)
-        g.add_argument("--lr", type=float, default=1e-3)
-        g.add_argument("--val-fraction", type=float, default=0.2, help="RVEs held out")
-        g.add_argument("--seed", type=int, default=0)
-        g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this")
-        g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-        g.add_argument("--no-progress", action="store_true")
+        _add_fit_arguments(g, "encoder.pt", "small or paper")
         if action == "pretrain":
             g.add_argument("--mask-ratio", type=float, default=None, help="default: the preset's (0.4)")
             g.add_argument("--include-labelled", action="store_true",
@@ -474,6 +610,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=_cmd_demo)
     _add_gru_commands(sub)
     _add_fm_commands(sub)
+    _add_fingerprint_commands(sub)
     args = parser.parse_args(argv)
     from .simulation.parallel import world
 

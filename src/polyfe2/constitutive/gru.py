@@ -91,6 +91,10 @@ class GRUBackend(Backend):
         self.descriptor_file = base / str(o["descriptors"])
         self.model_file = base / str(o["model"]) if o["model"] else shipped_model_path()
         self.model = GRUSurrogate.load(self.model_file).float().eval()
+        if self.model.arch["descriptor_width"] != DESCRIPTOR_WIDTH:
+            raise InputError(f"the model takes microstructure fingerprints of width {self.model.arch['descriptor_width']}; "
+                             f"the gru backend gives it grain descriptors of width {DESCRIPTOR_WIDTH}",
+                             file=self.model_file, key="arch.descriptor_width")
         self._fused = None
 
     def describe(self) -> str:

@@ -106,14 +106,17 @@ def plot_examples(model: GRUSurrogate, data: dict, path: Path, n: int = 3) -> Pa
     return path
 
 
-def evaluate_sets(model_path: Path, sets: dict[str, Path], out: Path) -> dict:
+def evaluate_sets(model_path: Path, sets: dict[str, Path], out: Path, descriptors=None) -> dict:
     """Error report of ``model_path`` on named data sets: ``report.json``, ``errors.png`` and
-    one ``examples_<name>.png`` per set in ``out``."""
+    one ``examples_<name>.png`` per set in ``out``. ``descriptors(grain descriptors) -> inputs``
+    gives the model's microstructure inputs where they are not the grain rows (fingerprints)."""
     out.mkdir(parents=True, exist_ok=True)
     model = GRUSurrogate.load(model_path)
     report = {"model": str(model_path), "checkpoint_version": CHECKPOINT_VERSION, "meta": model.meta, "sets": {}}
     for name, file in sets.items():
         data = read_dataset(file)
+        if descriptors is not None:
+            data["descriptor"] = descriptors(data["descriptor"])
         st = error_stats(predict(model, data["descriptor"], data["F"]), data["sigma_dev"])
         st["file"] = str(file)
         report["sets"][name] = st

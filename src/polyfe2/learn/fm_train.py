@@ -33,7 +33,8 @@ from .fm_data import read_fm_dataset
 from .train import write_history_csv
 from .mae import PRESETS, MAEConfig, MaskedAutoencoder, StiffnessHead, load_encoder, save_encoder
 
-__all__ = ["FitSpec", "pretrain", "finetune", "ODMNHead", "r2_scores", "quaternion_batch", "split_rves", "cls_latents",
+__all__ = ["FitSpec", "fit_loop", "fit_metadata", "Batches", "pretrain", "finetune", "ODMNHead", "r2_scores",
+           "quaternion_batch", "split_rves", "cls_latents",
            "plot_latent_map"]
 
 #: Pa: the stiffness and the triplets are divided by it inside the ODMN head's loss
@@ -107,7 +108,7 @@ def _lr_at(spec: FitSpec, epoch: int) -> float:
     return spec.lr_min + 0.5 * (spec.lr - spec.lr_min) * (1 + math.cos(math.pi * min(epoch / spec.epochs, 1)))
 
 
-def _loop(out: Path, spec: FitSpec, modules: dict, train_step, validate, save_best, extra_resume: dict,
+def fit_loop(out: Path, spec: FitSpec, modules: dict, train_step, validate, save_best, extra_resume: dict,
           desc: str, progress: bool, log) -> list[dict]:
     """Epochs of ``train_step(idx_batch) -> loss`` over the training positions and ``validate() ->
     {val_loss, ...}``, with checkpoints, resume, history.csv and loss.png in ``out``."""
@@ -166,7 +167,7 @@ def _loop(out: Path, spec: FitSpec, modules: dict, train_step, validate, save_be
     return history
 
 
-class _Batches:
+class Batches:
     """Shuffled mini-batches of the training positions, one permutation per epoch (by the seed)."""
 
     def __init__(self, positions: np.ndarray, batch: int, seed: int, fn):
@@ -215,9 +216,9 @@ def pretrain(data_file: Path, out: Path, spec: FitSpec, preset: str = "small", m
 
     def save_best(history):
         save_encoder(out / "encoder.pt", model, cfg, normalisation={},
-                     metadata=_meta("pretrain", data_file, data, spec, history, len(tr), len(va), preset=preset))
+                     metadata=fit_metadata("pretrain", data_file, data, spec, history, len(tr), len(va), preset=preset))
 
-    history = _loop(out, spec, {"mae": model}, _Batches(tr, spec.batch, spec.seed, step), validate, save_best,
+    history = fit_loop(out, spec, {"mae": model}, Batches(tr, spec.batch, spec.seed, step), validate, save_best,
                     dict(preset=preset, mask_ratio=cfg.mask_ratio, rves=len(X)), "fm pretrain", progress, log)
     best = min(history, key=lambda h: h["val_loss"])
     plot_latent_map(load_encoder(out / "encoder.pt").model, data_file, out / "latents.png")
@@ -292,12 +293,12 @@ def finetune(data_file: Path, out: Path, spec: FitSpec, task: str = "stiffness",
         return dict(val_loss=float(loss_of(va_t)), **metrics(va_t))
 
     def save_best(history):
-        meta = _meta(f"finetune {task}", data_file, data, spec, history, len(tr), len(va), initialised_from=origin,
+        meta = fit_metadata(f"finetune {task}", data_file, data, spec, history, len(tr), len(va), initialised_from=origin,
                      depth=depth if task == "odmn" else None)
         save_encoder(out / "encoder.pt", model, cfg, normalisation=norm, metadata=meta,
                      head={"task": task, "state": {k: v.cpu() for k, v in head.state_dict().items()}})
 
-    history = _loop(out, spec, {"encoder": model, "head": head}, _Batches(tr, spec.batch, spec.seed, step), validate,
+    history = fit_loop(out, spec, {"encoder": model, "head": head}, Batches(tr, spec.batch, spec.seed, step), validate,
                     save_best, dict(task=task, encoder=origin, preset=preset, depth=depth), f"fm finetune {task}",
                     progress, log)
     best = min(history, key=lambda h: h["val_loss"])
@@ -343,7 +344,7 @@ def plot_latent_map(model: MaskedAutoencoder, data_file: Path, path: Path, n: in
     return Path(path)
 
 
-def _meta(stage, data_file, data, spec, history, n_train, n_val, **extra) -> dict:
+def fit_metadata(stage, data_file, data, spec, history, n_train, n_val, **extra) -> dict:
     a = data["attrs"]
     return dict(stage=stage, data=Path(data_file).name, rves_train=n_train, rves_held_out=n_val,
                 sampling=str(a["sampling"]), cells=int(a["cells"]), grains=int(a["grains"]),

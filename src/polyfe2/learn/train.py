@@ -72,8 +72,11 @@ def _split(n: int, val_fraction: float, seed: int):
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, log=print) -> dict:
-    """Train (or resume) a surrogate; returns a summary."""
+def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, log=print,
+          descriptors: np.ndarray | None = None, microstructure_input: str = "grains") -> dict:
+    """Train (or resume) a surrogate; returns a summary. ``descriptors`` (n, G, W), one per
+    sample of the files, replace the files' grain descriptors as the microstructure input (e.g.
+    fingerprints (n, 1, W) named ``microstructure_input``)."""
     from tqdm import tqdm
 
     if spec.threads:
@@ -82,6 +85,10 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     out.mkdir(parents=True, exist_ok=True)
     data = load_training_data(files)
     tr, va = _split(len(data["F"]), spec.val_fraction, spec.seed)
+    if descriptors is not None:
+        if len(descriptors) != len(data["F"]):
+            raise ValueError(f"{len(descriptors)} descriptors for {len(data['F'])} samples")
+        data["descriptor"] = np.asarray(descriptors)
     d_all = torch.as_tensor(data["descriptor"], dtype=torch.float32, device=dev)
     F_all = torch.as_tensor(data["F"][:, 1:], dtype=torch.float32, device=dev)
     s_all = torch.as_tensor(data["sigma_dev"], dtype=torch.float32, device=dev)
@@ -96,7 +103,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
             raise InputError(f"is {model.hidden}x{model.layers}, the options ask for {spec.hidden}x{spec.layers}",
                              file=spec.init, key="arch")
     else:
-        model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers).to(dev)
+        model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers, descriptor_width=d_all.shape[-1]).to(dev)
         model.fit_scaling(d_all[tr], F_all[tr], s_all[tr])
     y_all = model.scale_stress(s_all)
     f_all = model.scale_F(F_all)   # scaled once: training then only runs the network
@@ -151,7 +158,8 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
                             time_s=time.perf_counter() - t_start))
         if val_loss < best:
             best = val_loss
-            model.save(out / "model.pt", meta=_meta(data, files, spec, prior, history, len(tr), len(va)))
+            model.save(out / "model.pt", meta=dict(_meta(data, files, spec, prior, history, len(tr), len(va)),
+                                                   microstructure_input=microstructure_input))
             plot_error_per_step({"validation": val}, out / "val_error.png", f"validation, epoch {epoch + 1}")
         torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(), history=history, epoch=epoch + 1,
                         best=best, spec=asdict(spec)), ckpt_path)
