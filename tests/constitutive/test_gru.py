@@ -10,6 +10,7 @@ import torch
 from polyfe2.constitutive import MaterialPoints, registry
 from polyfe2.constitutive.gru import GRUBackend
 from polyfe2.errors import InputError
+from polyfe2.io import read_status
 from polyfe2.microstructure import descriptor as D
 from polyfe2.learn import loadpath as LP
 from polyfe2.microstructure.descriptor import DESCRIPTOR_LAYOUT
@@ -185,6 +186,9 @@ def test_cutback_equals_run_with_the_smaller_steps(tmp_path, monkeypatch):
     path = _case(tmp_path / "a", steps)
     summary, curve_a, _ = run_case(path, backend="gru_flaky")
     assert summary.cutbacks == 1
+    status = read_status(summary.files["status (CSV)"])   # the status table says why it cut back
+    assert [r["reason"] for r in status if not r["converged"]] == ["material point failure in 4 cells"]
+    assert all(r["reason"].startswith("CONVERGED") for r in status if r["converged"])
     steps_b = [deformation(F, t=0.5) for F in F_path[1:3]] + [deformation(half, t=0.25), deformation(F_path[3], t=0.25)]
     _, curve_b, _ = run_case(_case(tmp_path / "b", steps_b, model=tmp_path / "a" / "m.pt"))
     # the cut-back increment is two GRU steps from the committed state, like the finer run

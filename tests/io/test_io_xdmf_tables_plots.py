@@ -107,13 +107,15 @@ def test_curve_csv_roundtrip(tmp_path, damask_refs):
 def test_status_tables(tmp_path):
     with StatusWriter(tmp_path / "status.csv") as sw:
         sw.write(1, 0.5, 0.5, 0, True, 4, 9, 1.2e-5, 3.0e2, 0.81)
-        sw.write(2, 0.75, 0.25, 1, False, 100, 201, 3.4e-2, 1.0e5, 12.5)
+        sw.write(2, 0.75, 0.25, 1, False, 100, 201, 3.4e-2, 1.0e5, 12.5, "material point failure in 3 cells")
     rows = read_status(tmp_path / "status.csv")
     assert rows[1] == dict(increment=2, t_s=0.75, dt_s=0.25, cutback_level=1, converged=False, iterations=100,
-                           residual_evals=201, div_residual=3.4e-2, bc_error_Pa=1.0e5, wall_s=12.5)
+                           residual_evals=201, div_residual=3.4e-2, bc_error_Pa=1.0e5, wall_s=12.5,
+                           reason="material point failure in 3 cells")
+    assert rows[0]["reason"] == ""
     lines = (tmp_path / "status.txt").read_text().splitlines()
     assert len(lines) == 4 and len({len(line) for line in lines}) == 1  # aligned columns
-    assert "False" in lines[3] and "3.400e-02" in lines[3]
+    assert "False" in lines[3] and "3.400e-02" in lines[3] and lines[3].rstrip().endswith("in 3 cells")
 
 
 def test_plots(tmp_path, damask_refs):

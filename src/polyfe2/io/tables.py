@@ -121,18 +121,23 @@ def read_curve(path) -> dict[str, np.ndarray]:
 
 STATUS_COLUMNS = [
     "increment", "t_s", "dt_s", "cutback_level", "converged", "iterations",
-    "residual_evals", "div_residual", "bc_error_Pa", "wall_s",
+    "residual_evals", "div_residual", "bc_error_Pa", "wall_s", "reason",
 ]
 _STATUS_TXT = {  # column -> (width, format)
     "increment": (9, "d"), "t_s": (13, ".6g"), "dt_s": (11, ".4g"), "cutback_level": (7, "d"),
     "converged": (9, "s"), "iterations": (6, "d"), "residual_evals": (7, "d"),
-    "div_residual": (12, ".3e"), "bc_error_Pa": (12, ".3e"), "wall_s": (10, ".2f"),
+    "div_residual": (12, ".3e"), "bc_error_Pa": (12, ".3e"), "wall_s": (10, ".2f"), "reason": (-40, "s"),
 }
 _STATUS_TXT_HEAD = {
     "increment": "inc", "t_s": "t/s", "dt_s": "dt/s", "cutback_level": "cutback",
     "converged": "converged", "iterations": "iter", "residual_evals": "r-evals",
-    "div_residual": "div(P) rms", "bc_error_Pa": "BC err/Pa", "wall_s": "wall/s",
+    "div_residual": "div(P) rms", "bc_error_Pa": "BC err/Pa", "wall_s": "wall/s", "reason": "reason",
 }
+
+
+def _justify(text: str, width: int) -> str:
+    """Right-aligned in ``width`` characters; a negative width aligns left."""
+    return text.ljust(-width) if width < 0 else text.rjust(width)
 
 
 class StatusWriter(_RowWriter):
@@ -140,8 +145,9 @@ class StatusWriter(_RowWriter):
     (``txt_path`` defaults to the CSV name with ``.txt``).
 
     ``write(increment, t, dt, cutback_level, converged, iterations, residual_evals,
-    div_residual, bc_error, wall)``: div_residual is the final RMS(Div P) criterion value, bc_error
-    the stress-BC error [Pa], wall the wall time of the increment [s]. Use one row per attempt
+    div_residual, bc_error, wall, reason)``: div_residual is the final RMS(Div P) criterion value,
+    bc_error the stress-BC error [Pa], wall the wall time of the increment [s], reason why the
+    attempt ended (PETSc's SNES reason, or the material point failure that cut it back). Use one row per attempt
     (a cut-back attempt with ``converged=False`` and the retry) or per increment, as the solver
     prefers.
     """
@@ -154,25 +160,26 @@ class StatusWriter(_RowWriter):
         new = not (append and self.txt_path.exists() and self.txt_path.stat().st_size > 0)
         self._txt = open(self.txt_path, "w" if new else "a")
         if new:
-            head = " ".join(_STATUS_TXT_HEAD[c].rjust(_STATUS_TXT[c][0]) for c in self.columns)
+            head = " ".join(_justify(_STATUS_TXT_HEAD[c], _STATUS_TXT[c][0]) for c in self.columns)
             self._txt.write(head + "\n" + "-" * len(head) + "\n")
             self._txt.flush()
 
     def write(self, increment: int, t: float, dt: float, cutback_level: int, converged: bool,
               iterations: int, residual_evals: int, div_residual: float, bc_error: float,
-              wall: float) -> dict[str, object]:
+              wall: float, reason: str = "") -> dict[str, object]:
         row = {
             "increment": int(increment), "t_s": float(t), "dt_s": float(dt),
             "cutback_level": int(cutback_level), "converged": bool(converged),
             "iterations": int(iterations), "residual_evals": int(residual_evals),
             "div_residual": float(div_residual), "bc_error_Pa": float(bc_error), "wall_s": float(wall),
+            "reason": " ".join(str(reason).split()),
         }
         self._write_csv(row)
         cells = []
         for c in self.columns:
             width, f = _STATUS_TXT[c]
             v = row[c]
-            cells.append(format(str(v) if f == "s" else v, f).rjust(width))
+            cells.append(_justify(format(str(v) if f == "s" else v, f), width))
         self._txt.write(" ".join(cells) + "\n")
         self._txt.flush()
         return row
@@ -190,7 +197,7 @@ def read_status(path) -> list[dict[str, object]]:
     with open(path, newline="") as fh:
         for r in csv.DictReader(fh):
             out.append({
-                k: (int(v) if k in ints else v == "True" if k == "converged" else float(v))
+                k: (int(v) if k in ints else v == "True" if k == "converged" else v if k == "reason" else float(v))
                 for k, v in r.items()
             })
     return out

@@ -135,7 +135,7 @@ class RunOutputs:
     def status_row(self, increment, t, dt, level, res) -> None:
         if self.root:
             self.status.write(increment, t, dt, level, res.converged, res.iterations, res.evaluations,
-                              res.err_div, res.err_bc, res.wall)
+                              res.err_div, res.err_bc, res.wall, res.reason)
 
     def finish(self, summary) -> None:
         if not self.root:
