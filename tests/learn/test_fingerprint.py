@@ -103,3 +103,20 @@ def test_gru_with_fingerprint_inputs_round_trips_and_the_backend_refuses_it(tmp_
     with pytest.raises(InputError) as e:
         GRUBackend(aluminium(), {"model": str(tmp_path / "m.pt"), "descriptors": "d.h5"})
     assert "descriptor_width" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_fingerprint_table_scores_methods_on_the_held_out_split(tmp_path):
+    from polyfe2.learn.fingerprint_table import compare_fingerprints
+    from polyfe2.learn.fm_data import generate, voigt_diagonal
+
+    path = tmp_path / "fm.h5"
+    generate(path, FMDataSpec(n_rve=24, cells=8, grains=6, labelled=24, triplets=1, chunk=24, scatter_deg=5.0),
+             workers=1, progress=False, log=lambda *a: None)
+    voigt = Fingerprinter("voigt_probe", 3, None, "none", lambda q: voigt_diagonal(q, 106.75e9, 60.41e9, 28.34e9) / 1e9)
+    noise = Fingerprinter("noise", 8, None, "none", lambda q: np.random.default_rng(len(q)).normal(size=(len(q), 8)))
+    result = compare_fingerprints(path, {"voigt_probe": voigt, "noise": noise}, tmp_path / "t", log=lambda *a: None)
+    assert result["rves_held_out"] == 5 and (tmp_path / "t" / "parity.png").exists()
+    probe, rand = (result["methods"][k]["outputs"]["C1111"] for k in ("voigt_probe", "noise"))
+    # the texture's Voigt average predicts the DNS stiffness; random numbers do not beat the mean
+    assert probe["mape_pct"] < 0.3 * probe["mean_mape_pct"] and rand["r2"] < 0.5
+    assert "| voigt_probe | 3 |" in (tmp_path / "t" / "table.md").read_text()

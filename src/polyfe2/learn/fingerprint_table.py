@@ -20,7 +20,7 @@ import numpy as np
 from .fingerprint import Fingerprinter
 from .fm_data import read_fm_dataset
 from .fm_train import split_rves
-from .property_regression import fit_property_regression, regression_report
+from .property_regression import regression_report
 
 __all__ = ["OUTPUTS", "stiffness_targets", "compare_fingerprints"]
 
@@ -57,10 +57,11 @@ def compare_fingerprints(data_file: Path, methods: dict[str, Fingerprinter], out
                          dim=3, weights="", ms_per_rve=float("nan"))
     result = dict(data=str(data_file), rves_labelled=len(y), rves_train=len(tr), rves_held_out=len(te),
                   outputs=list(OUTPUTS), methods=rows)
+    predictions = {name: r.pop("predictions") for name, r in rows.items()}
     result["markdown"] = _markdown(rows)
     (out / "table.json").write_text(json.dumps(result, indent=1, default=float))
     (out / "table.md").write_text(result["markdown"])
-    _parity(features, y, tr, te, out / "parity.png")
+    _parity(predictions, y[te], out / "parity.png")
     result["files"] = [str(out / f) for f in ("table.json", "table.md", "parity.png")]
     return result
 
@@ -76,17 +77,16 @@ def _markdown(rows: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _parity(features: dict, y: np.ndarray, tr: np.ndarray, te: np.ndarray, path: Path) -> Path:
+def _parity(predictions: dict, y_test: np.ndarray, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(features), figsize=(3.2 * len(features), 3.2), squeeze=False)
-    lo, hi = y[:, 0].min(), y[:, 0].max()
-    for ax, (name, X) in zip(axes[0], features.items()):
-        model = fit_property_regression(X[tr], y[tr])
-        ax.scatter(y[te, 0], model.predict(X[te])[:, 0], s=8)
+    fig, axes = plt.subplots(1, len(predictions), figsize=(3.2 * len(predictions), 3.2), squeeze=False)
+    lo, hi = y_test[:, 0].min(), y_test[:, 0].max()
+    for ax, (name, pred) in zip(axes[0], predictions.items()):
+        ax.scatter(y_test[:, 0], pred[:, 0], s=8)
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set_title(name)
         ax.set_xlabel("C̄1111 DNS (GPa)")

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import yaml
 
+from ..errors import InputError
 from ..mechanics import cubic_stiffness, rotate_stiffness
 from ..microstructure.descriptor import (TEXTURE_COMPONENTS, make_descriptor, random_seeds, reduce_to_fz,
                                          texture_component, voronoi_grid)
@@ -52,7 +53,7 @@ from .odmn_validation import texture_descriptor
 from .spec import FMDataSpec
 
 __all__ = ["FMDataSpec", "generate", "compute_chunk", "rve", "rve_config", "read_fm_dataset", "voigt_diagonal",
-           "FM_DATASET_FORMAT"]
+           "pretraining_quaternions", "FM_DATASET_FORMAT"]
 
 FM_DATASET_FORMAT = "polyfe2.fm_dataset"
 FM_DATASET_VERSION = 1
@@ -158,3 +159,17 @@ def read_fm_dataset(path: Path, labelled_only: bool = False) -> dict:
         data["index"] = np.flatnonzero(keep)
         data["attrs"] = {k: f.attrs[k] for k in f.attrs}
     return data
+
+
+def pretraining_quaternions(data: dict, data_file: Path, unlabelled: bool | None = None) -> np.ndarray:
+    """The quaternion fields a self-supervised model trains on: only the RVEs without stiffness
+    labels (``True``; the labelled ones and their held-out split stay unseen), all of them
+    (``False``), or the unlabelled ones when there are at least 2 and all otherwise (``None``)."""
+    q = data["quaternions"]
+    free = ~np.isfinite(data["stiffness"][:, 0, 0, 0])
+    if unlabelled or (unlabelled is None and free.sum() >= 2):
+        q = q[free]
+    if len(q) < 2:
+        raise InputError(f"{len(q)} {'unlabelled ' if unlabelled else ''}finished RVEs; expected at least 2",
+                         file=data_file, key="chunk_done")
+    return q

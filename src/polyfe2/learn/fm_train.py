@@ -29,7 +29,7 @@ import torch
 from ..constitutive.odmn_network import ODMNParameters, relative_frobenius_loss
 from ..devices import resolve_device
 from ..errors import InputError
-from .fm_data import read_fm_dataset
+from .fm_data import pretraining_quaternions, read_fm_dataset
 from .train import write_history_csv
 from .mae import PRESETS, MAEConfig, MaskedAutoencoder, StiffnessHead, load_encoder, save_encoder
 
@@ -189,13 +189,11 @@ def pretrain(data_file: Path, out: Path, spec: FitSpec, preset: str = "small", m
     if preset not in PRESETS:
         raise InputError(f"expected one of {sorted(PRESETS)}, got {preset!r}", key="--preset")
     data = read_fm_dataset(data_file)
-    unlabelled = ~np.isfinite(data["stiffness"][:, 0, 0, 0])
-    if include_labelled is False or (include_labelled is None and unlabelled.sum() >= 2):
-        data["quaternions"] = data["quaternions"][unlabelled]   # kept for fine-tuning and its held-out set
+    # the labelled RVEs are kept for fine-tuning and its held-out set
+    data["quaternions"] = pretraining_quaternions(data, data_file, None if include_labelled is None
+                                                  else not include_labelled)
     cfg = MAEConfig.from_dict(dict(PRESETS[preset].to_dict(), grid=int(data["attrs"]["cells"]),
                                    **({} if mask_ratio is None else {"mask_ratio": mask_ratio})))
-    if len(data["quaternions"]) < 2:
-        raise InputError("fewer than 2 finished RVEs", file=data_file, key="chunk_done")
     dev = resolve_device(spec.device)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(spec.seed)

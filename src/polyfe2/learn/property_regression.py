@@ -120,7 +120,8 @@ def regression_report(X_train, y_train, X_test, y_test, names, **fit_options) ->
 
     Returns a dict of plain numbers: per output name ``mape_pct``, ``r2``, ``n_components``,
     ``cv_mape_pct`` and the mean predictor's (the training mean) ``mean_mape_pct`` and
-    ``mean_r2`` on the same test rows; and ``n_train``, ``n_test``, ``n_features``, ``degree``.
+    ``mean_r2`` on the same test rows; and ``n_train``, ``n_test``, ``n_features``, ``degree``, and
+    the test rows' ``predictions`` (n_test, outputs) as an array.
     """
     Ytr, Yte = _as_2d(y_train), _as_2d(y_test)
     names = list(names)
@@ -134,4 +135,4 @@ def regression_report(X_train, y_train, X_test, y_test, names, **fit_options) ->
     outputs = {name: {k: (int(v[j]) if k == "n_components" else float(v[j])) for k, v in scores.items()}
                for j, name in enumerate(names)}
     return dict(outputs=outputs, n_train=len(Ytr), n_test=len(Yte), n_features=int(np.shape(X_train)[1]),
-                degree=model.degree)
+                degree=model.degree, predictions=pred)

@@ -66,7 +66,7 @@ from .. import __version__
 from ..checkpoints import load_weights, plain_data, read_checkpoint, save_checkpoint
 from ..devices import resolve_device
 from ..errors import InputError
-from .fm_data import read_fm_dataset
+from .fm_data import pretraining_quaternions, read_fm_dataset
 from .fm_train import Batches, FitSpec, fit_loop, split_rves
 from .mae import count_parameters
 
@@ -587,13 +587,7 @@ def train_vae(data_file, out, spec: FitSpec, preset="small", unlabelled_only: bo
     """
     out = Path(out)
     data = read_fm_dataset(data_file)
-    q = data["quaternions"]
-    if unlabelled_only:
-        q = q[~np.isfinite(data["stiffness"][:, 0, 0, 0])]
-    if len(q) < 2:
-        raise InputError(f"{len(q)} {'unlabelled ' if unlabelled_only else ''}RVEs; expected at least 2"
-                         f"{' (or train with unlabelled_only=False)' if unlabelled_only else ''}",
-                         file=data_file, key="quaternions")
+    q = pretraining_quaternions(data, data_file, bool(unlabelled_only))
     name, cfg = _config_for(preset, int(data["attrs"]["cells"]), data_file)
     dev = resolve_device(spec.device)
     out.mkdir(parents=True, exist_ok=True)

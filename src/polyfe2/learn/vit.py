@@ -49,7 +49,7 @@ from .. import __version__
 from ..checkpoints import load_weights, plain_data, read_checkpoint, save_checkpoint
 from ..devices import resolve_device
 from ..errors import InputError
-from .fm_data import read_fm_dataset
+from .fm_data import pretraining_quaternions, read_fm_dataset
 from .fm_train import Batches, FitSpec, fit_loop, fit_metadata, split_rves
 
 __all__ = ["PRESETS", "IMAGENET_MEAN", "IMAGENET_STD", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "LoadedViT",
@@ -351,11 +351,7 @@ def pretrain_vit(data_file, out, spec: FitSpec, preset: str = "small", mask_rati
         raise InputError(f"expected a number in (0, 1), got {mask_ratio!r}", key="mask_ratio")
     config = vit_config(preset)
     data = read_fm_dataset(data_file)
-    unlabelled = ~np.isfinite(data["stiffness"][:, 0, 0, 0])
-    if unlabelled_only and unlabelled.sum() >= 2:
-        data["quaternions"] = data["quaternions"][unlabelled]
-    if len(data["quaternions"]) < 2:
-        raise InputError("fewer than 2 finished RVEs", file=data_file, key="chunk_done")
+    data["quaternions"] = pretraining_quaternions(data, data_file, None if unlabelled_only else False)
     dev = resolve_device(spec.device)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(spec.seed)
