@@ -13,10 +13,12 @@ For each voxel count N, side by side in one run:
   evaluations of an increment: 6-7 with the default N-GMRES).
 
 Figures: the minimum over repeats of the wall time per evaluation and voxels per second; the
-ratio is nn.GRU time / split time. The model is the shipped one (H = 256, 2 layers); the
-descriptors are random.
+ratio is nn.GRU time / split time. The models (H = 256, 2 layers) are the shipped one and the
+version before it, measured one after the other in the same run (``--models``); the descriptors
+and grain volume fractions are random.
 
   python benchmarks/bench_gru_backend.py [--sizes 1e4,1e5,3.4e5] [--repeat R] [--device cpu|cuda]
+                                         [--models A.pt,B.pt]
 """
 from __future__ import annotations
 
@@ -39,6 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gru_kernels import timeit  # noqa: E402  (same timing rules as the kernel benchmark)
 
 
+#: the version before the shipped model (its residual evaluation is the "before" of a change)
+PREVIOUS_MODEL = "gru_aluminium_v3.pt"
+
+
 def timed(fn, dev, repeat):
     return timeit(fn, dev, repeat, warmup=1)
 
@@ -54,7 +60,9 @@ def random_descriptors(N, seed=0) -> torch.Tensor:
 
 def bench(N, dev, repeat, model):
     d = random_descriptors(N)
-    pts = MaterialPoints(torch.zeros(N, 1, 4), torch.ones(N, 1), torch.zeros(N, dtype=torch.long), {"descriptor": d})
+    v = torch.as_tensor(np.random.default_rng(2).dirichlet(np.ones(20), size=N), dtype=torch.float32)
+    pts = MaterialPoints(torch.zeros(N, 1, 4), torch.ones(N, 1), torch.zeros(N, dtype=torch.long),
+                         {"descriptor": d, "fractions": v})
     rng = np.random.default_rng(1)
     A = rng.standard_normal((3, 3)) * 0.01
     F = torch.tensor(np.eye(3) + 0.5 * (A + A.T), device=dev).expand(N, 3, 3).contiguous()
@@ -77,19 +85,28 @@ def main():
     ap.add_argument("--sizes", default="1e4,1e5,3.4e5")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--model", default=str(shipped_model_path()))
+    ap.add_argument("--models", default=f"{shipped_model_path().with_name(PREVIOUS_MODEL)},{shipped_model_path()}",
+                    help="comma-separated model files (default: the previous and the shipped model)")
     args = ap.parse_args()
     dev = torch.device(args.device)
-    print(f"gru backend, model {Path(args.model).name}, device {dev}, torch threads {torch.get_num_threads()}")
-    print(f"{'N':>8}  {'variant':<28} {'ms/eval':>9} {'Mvoxel/s':>9}  implementation")
+    models = [m for m in args.models.split(",") if m]
+    print(f"gru backend, device {dev}, torch threads {torch.get_num_threads()}")
+    print(f"{'N':>8}  {'model':<22} {'variant':<28} {'ms/eval':>9} {'Mvoxel/s':>9}  implementation")
     for N in (int(float(s)) for s in args.sizes.split(",")):
-        rows = bench(N, dev, args.repeat, args.model)
-        for label, (t, impl) in rows.items():
-            print(f"{N:>8}  {label:<28} {1e3 * t:>9.2f} {N / t / 1e6:>9.3f}  {impl}")
-        ratio = rows["nn.GRU from committed"][0] / rows["split step"][0]
-        amort = (rows["split step"][0] * 7 + rows["commit (once per increment)"][0]) / 7
-        print(f"{N:>8}  ratio nn.GRU / split step = {ratio:.2f}x; split incl. commit amortised over "
-              f"7 evaluations: {1e3 * amort:.2f} ms/eval ({rows['nn.GRU from committed'][0] / amort:.2f}x)")
+        split = {}
+        for model in models:
+            name = Path(model).stem
+            rows = bench(N, dev, args.repeat, model)
+            for label, (t, impl) in rows.items():
+                print(f"{N:>8}  {name:<22} {label:<28} {1e3 * t:>9.2f} {N / t / 1e6:>9.3f}  {impl}")
+            ratio = rows["nn.GRU from committed"][0] / rows["split step"][0]
+            amort = (rows["split step"][0] * 7 + rows["commit (once per increment)"][0]) / 7
+            print(f"{N:>8}  {name:<22} ratio nn.GRU / split step = {ratio:.2f}x; split incl. commit amortised "
+                  f"over 7 evaluations: {1e3 * amort:.2f} ms/eval ({rows['nn.GRU from committed'][0] / amort:.2f}x)")
+            split[name] = rows["split step"][0]
+        if len(split) > 1:
+            (a, ta), (b, tb) = list(split.items())[:2]
+            print(f"{N:>8}  split step {b} / {a}: {tb / ta:.2f}x the time per evaluation")
 
 
 if __name__ == "__main__":

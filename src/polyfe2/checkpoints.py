@@ -49,9 +49,10 @@ def save_checkpoint(path, ckpt: dict) -> None:
             os.remove(tmp)
 
 
-def read_checkpoint(path, fmt: str, version: int, what: str, mappings=("state_dict",)) -> dict:
-    """The dict saved at ``path`` (on the CPU), checked for ``format == fmt``, ``version`` and
-    the ``mappings`` keys; ``what`` names the kind of file in the messages."""
+def read_checkpoint(path, fmt: str, version: "int | tuple[int, ...]", what: str, mappings=("state_dict",)) -> dict:
+    """The dict saved at ``path`` (on the CPU), checked for ``format == fmt``, ``version`` (one,
+    or a tuple of the versions this polyfe2 reads) and the ``mappings`` keys; ``what`` names the
+    kind of file in the messages."""
     path = os.fspath(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -62,8 +63,10 @@ def read_checkpoint(path, fmt: str, version: int, what: str, mappings=("state_di
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise InputError(f"not a {what} (format {got!r}, expected {fmt!r})", file=path, key="format")
-    if ckpt.get("version") != version:
-        raise InputError(f"checkpoint version {ckpt.get('version')!r}, this polyfe2 reads version {version}",
+    versions = version if isinstance(version, tuple) else (version,)
+    if ckpt.get("version") not in versions:
+        readable = " or ".join(str(v) for v in versions)
+        raise InputError(f"checkpoint version {ckpt.get('version')!r}, this polyfe2 reads version {readable}",
                          file=path, key="version")
     for key in mappings:
         if not isinstance(ckpt.get(key), dict):

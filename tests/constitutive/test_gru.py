@@ -24,14 +24,14 @@ AL = phase(plastic=AL_PLASTIC)
 K_BULK = (AL_ELASTIC["C_11"] + 2 * AL_ELASTIC["C_12"]) / 3
 
 
-def small_model(path: Path, seed=0, hidden=32) -> Path:
+def small_model(path: Path, seed=0, hidden=32, features="F", pooling="mean") -> Path:
     """A random (untrained) surrogate with realistic scaling ranges, saved to ``path``."""
     torch.manual_seed(seed)
-    m = GRUSurrogate(hidden=hidden, mlp_width=16)
+    m = GRUSurrogate(hidden=hidden, mlp_width=16, features=features, pooling=pooling)
     rng = np.random.default_rng(seed)
     d = torch.tensor(np.stack([D.random_texture(20, rng) for _ in range(4)]), dtype=torch.float32)
     F = torch.tensor(np.stack([LP.random_monotonic_path(rng, 10, sections=3)[1:] for _ in range(4)]), dtype=torch.float32)
-    m.fit_scaling(d, F, torch.randn(4, 10, 6) * 60e6)
+    m.fit_scaling(d, F, torch.randn(4, 10, 6) * 60e6, torch.tensor([0.25, 0.5, 1.0, 2.0]))
     m.save(path)
     return path
 
@@ -40,17 +40,20 @@ def deviator(s: torch.Tensor) -> torch.Tensor:
     return s - torch.diagonal(s, dim1=-2, dim2=-1).sum(-1)[..., None, None] / 3 * torch.eye(3, dtype=s.dtype)
 
 
-def descriptors(path: Path, n: int, seed=1) -> Path:
+def descriptors(path: Path, n: int, seed=1, fractions=None) -> Path:
     rng = np.random.default_rng(seed)
     with h5py.File(path, "w") as f:
         f.create_dataset("descriptor", data=np.stack([D.random_texture(20, rng) for _ in range(n)]))
         f["descriptor"].attrs["layout"] = DESCRIPTOR_LAYOUT
+        if fractions is not None:
+            f.create_dataset("fractions", data=fractions)
     return path
 
 
-def backend(tmp_path, n=5, **options) -> tuple[GRUBackend, dict, torch.Tensor]:
-    model = small_model(tmp_path / "m.pt")
-    desc = descriptors(tmp_path / "d.h5", n)
+def backend(tmp_path, n=5, model_kw=None, fractions=None, **options) -> tuple[GRUBackend, dict, torch.Tensor]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    model = small_model(tmp_path / "m.pt", **(model_kw or {}))
+    desc = descriptors(tmp_path / "d.h5", n, fractions=fractions)
     b = registry.get("gru")(AL, {"model": str(model), "descriptors": str(desc), **options})
     ids = np.arange(n)
     pts = MaterialPoints(torch.zeros(n, 1, 4), torch.ones(n, 1), torch.as_tensor(ids), b.point_data(ids))
@@ -74,6 +77,38 @@ def test_step_equals_standalone_model_and_is_pure(tmp_path, kernels):
     P_ref = s @ torch.linalg.inv(F_path[:, 2]).transpose(-1, -2)
     torch.testing.assert_close(r.P, P_ref, rtol=0, atol=2e-5 * float(P_ref.abs().max()))
     assert not r.failed.any()
+
+
+@pytest.mark.parametrize("kernels", ["auto", "torch"])
+def test_increment_features_and_volume_pooling_follow_the_standalone_model(tmp_path, kernels):
+    """A model with F+dF+dt features and volume pooling: the backend's step sees the committed
+    stretch, the increment's dt and the descriptor file's fractions, as the standalone model does."""
+    v = np.random.default_rng(4).dirichlet(np.ones(20), size=5)
+    b, state, d = backend(tmp_path, model_kw=dict(features="F+dF+dt", pooling="volume"), fractions=v,
+                          kernels=kernels)
+    F_path = torch.tensor(np.stack([LP.random_monotonic_path(np.random.default_rng(s), 3, sections=3) for s in range(5)]))
+    state = b.commit(b.evaluate(F_path[:, 1], F_path[:, 0], 0.25, state).state)
+    r = b.evaluate(F_path[:, 2], F_path[:, 1], 0.25, state)
+    with torch.no_grad():
+        s = b.model(d.float(), F_path[:, 1:3].float(), 0.25, torch.as_tensor(v, dtype=torch.float32))
+    P_ref = deviator(voigt_to_tensor(s[:, 1].double())) @ torch.linalg.inv(F_path[:, 2]).transpose(-1, -2)
+    torch.testing.assert_close(r.P, P_ref, rtol=0, atol=2e-5 * float(P_ref.abs().max()))
+    # the step time and the grains' volumes enter the answer
+    assert (b.evaluate(F_path[:, 2], F_path[:, 1], 2.0, state).P - r.P).abs().max() > 1e-4 * r.P.abs().max()
+    b2, state2, _ = backend(tmp_path / "other", model_kw=dict(features="F+dF+dt", pooling="volume"),
+                            fractions=np.roll(v, 1, axis=1), kernels=kernels)
+    state2 = b2.commit(b2.evaluate(F_path[:, 1], F_path[:, 0], 0.25, state2).state)
+    assert (b2.evaluate(F_path[:, 2], F_path[:, 1], 0.25, state2).P - r.P).abs().max() > 1e-4 * r.P.abs().max()
+
+
+def test_missing_fractions_are_measured_and_bad_ones_refused(tmp_path):
+    kw = dict(features="F+dF+dt", pooling="volume")
+    b, _, d = backend(tmp_path, n=2, model_kw=kw)
+    measured = b.point_data(np.array([0, 1]))["fractions"].numpy()
+    np.testing.assert_allclose(measured, np.stack([D.grain_fractions(x) for x in d.numpy()]))
+    np.testing.assert_allclose(measured.sum(1), 1.0)
+    with pytest.raises(InputError, match=r"d\.h5.*fractions"):
+        backend(tmp_path / "bad", n=2, model_kw=kw, fractions=-np.ones((2, 20)))
 
 
 def test_volumetric_part_and_objectivity(tmp_path):

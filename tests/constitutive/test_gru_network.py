@@ -103,7 +103,7 @@ def test_save_load_round_trip(tmp_path):
     assert set(ckpt["scaling"]) == {"F_min", "F_max", "d_min", "d_max", "s_min", "s_max"}
 
 
-@pytest.mark.parametrize("key,value", [("version", CHECKPOINT_VERSION + 1),
+@pytest.mark.parametrize("key,value", [("version", CHECKPOINT_VERSION + 1), ("version", 0),
                                        ("layout", "euler[3]+seed[3]"),
                                        ("format", "something.else")])
 def test_load_rejects_wrong_version_or_layout(tmp_path, key, value):
@@ -144,13 +144,144 @@ def test_fused_gru_matches_step_default_architecture():
         for t in range(F.shape[1]):
             ref, h_ref = m.step(F[:, t], mv, h)
             pre = fg.precompute(h.contiguous(), mv.contiguous())
-            h_new, y = fg.step(m.scale_F(F[:, t]).contiguous(), h.contiguous(), pre)
+            h_new, y = fg.step(m.step_features(F[:, t]).contiguous(), h.contiguous(), pre)
             got = m.unscale_stress(y)
             scale = ref.abs().max().item()
             assert scale > 1e5
             assert (got - ref).abs().max().item() < 1e-5 * scale
             assert (h_new - h_ref).abs().max().item() < 1e-5
             pre2 = fg2.precompute(h.contiguous(), mv.contiguous())
-            _, y2 = fg2.step(m.scale_F(F[:, t]).contiguous(), h.contiguous(), pre2)
+            _, y2 = fg2.step(m.step_features(F[:, t]).contiguous(), h.contiguous(), pre2)
             torch.testing.assert_close(y2, y)
             h = h_ref
+
+
+# ----------------------------------------------------------------------------- F+dF+dt, volume pooling
+def _fractions(B=3, seed=0, dtype=torch.float64):
+    rng = np.random.default_rng(seed)
+    v = rng.dirichlet(np.ones(20), size=B)
+    return torch.tensor(v, dtype=dtype)
+
+
+def _dt(B=3, seed=0, dtype=torch.float64):
+    return torch.tensor(np.random.default_rng(seed).choice([0.125, 0.5, 2.0], size=B), dtype=dtype)
+
+
+def _model_v2(dtype=torch.float64, seed=0, **kw):
+    torch.manual_seed(seed)
+    m = GRUSurrogate(hidden=32, mlp_width=16, features="F+dF+dt", pooling="volume", **kw).to(dtype)
+    d, F = _data(4, 12, seed=99, dtype=dtype)
+    m.fit_scaling(d, F, torch.randn(4, 12, 6, dtype=dtype) * 50e6, _dt(4, seed=98, dtype=dtype))
+    return m
+
+
+def test_standardised_features_have_zero_mean_unit_variance():
+    m = _model_v2()
+    d, F = _data(4, 12, seed=99)
+    x = m.scale_path(F, _dt(4, seed=98)).reshape(-1, 19)
+    torch.testing.assert_close(x.mean(0), torch.zeros(19, dtype=x.dtype), atol=1e-9, rtol=0)
+    torch.testing.assert_close(x.std(0), torch.ones(19, dtype=x.dtype), atol=1e-9, rtol=0)
+    # the increment columns are the difference of consecutive isochoric F
+    raw = m.path_features(F, 0.5)
+    torch.testing.assert_close(raw[:, 1:, 9:18], raw[:, 1:, :9] - raw[:, :-1, :9])
+    torch.testing.assert_close(raw[..., 18], torch.full_like(raw[..., 18], np.log(0.5)))
+
+
+def test_forward_equals_repeated_step_with_increments_and_dt():
+    m = _model_v2()
+    d, F = _data(T=10)
+    v, dt = _fractions(), _dt()
+    full = m(d, F, dt, v)
+    h, mv = m.initial_state(d, v)
+    F_prev = torch.eye(3, dtype=F.dtype).expand(3, 3, 3)
+    outs = []
+    for t in range(F.shape[1]):
+        s, h = m.step(F[:, t], mv, h, F_prev, dt)
+        F_prev = F[:, t]
+        outs.append(s)
+    assert (torch.stack(outs, 1) - full).abs().max().item() < 1e-6
+    assert full.abs().max().item() > 1e5
+
+
+def test_step_time_and_increment_change_the_prediction():
+    m = _model_v2()
+    d, F = _data()
+    v = _fractions()
+    a = m(d, F, 0.5, v)
+    assert (m(d, F, 2.0, v) - a).abs().max().item() > 1e-4 * a.abs().max().item()
+    with pytest.raises(ValueError, match="F_prev and dt"):
+        m(d, F, None, v)
+
+
+def test_volume_pooling_sees_one_grains_volume_and_stays_permutation_invariant():
+    m = _model_v2()
+    d, F = _data()
+    v, dt = _fractions(), _dt()
+    a = m(d, F, dt, v)
+    v2 = v.clone()
+    v2[:, 0] *= 2.0                       # one grain twice as large, the others shrink
+    v2 /= v2.sum(1, keepdim=True)
+    assert (m(d, F, dt, v2) - a).abs().max().item() > 1e-4 * a.abs().max().item()
+    perm = torch.randperm(20, generator=torch.Generator().manual_seed(3))
+    b = m(d[:, perm], F, dt, v[:, perm])
+    assert (a - b).abs().max().item() < 1e-9 * a.abs().max().item()
+    with pytest.raises(ValueError, match="volume fractions"):
+        m(d, F, dt)
+
+
+def test_with_inputs_keeps_the_function_of_an_F_model():
+    m = _model()
+    d, F = _data()
+    dt = _dt()
+    equal = torch.full((3, 20), 1 / 20, dtype=F.dtype)
+    for pooling in ("mean", "volume"):
+        n = m.with_inputs("F+dF+dt", pooling, F, dt)
+        assert n.arch["features"] == "F+dF+dt" and n.input_layer.in_features == 19 + 32
+        torch.testing.assert_close(n(d, F, dt, equal), m(d, F), atol=1e-3, rtol=1e-9)   # Pa
+    # with unequal fractions the volume-pooled copy answers differently
+    v = _fractions()
+    n = m.with_inputs("F+dF+dt", "volume", F, dt)
+    assert (n(d, F, dt, v) - m(d, F)).abs().max().item() > 1e3
+
+
+def test_fused_gru_matches_step_with_19_features():
+    m = _model_v2(dtype=torch.float32)
+    d, F = _data(B=5, T=3, dtype=torch.float32)
+    v, dt = _fractions(5, dtype=torch.float32), 0.25
+    with torch.no_grad():
+        h, mv = m.initial_state(d, v)
+        fg = m.fused()
+        F_prev = torch.eye(3).expand(5, 3, 3)
+        for t in range(F.shape[1]):
+            ref, h_ref = m.step(F[:, t], mv, h, F_prev, dt)
+            f = m.step_features(F[:, t], F_prev, dt).contiguous()
+            assert f.shape == (5, 19)
+            h_new, y = fg.step(f, h.contiguous(), fg.precompute(h.contiguous(), mv.contiguous()))
+            assert (m.unscale_stress(y) - ref).abs().max().item() < 1e-5 * ref.abs().max().item()
+            h, F_prev = h_ref, F[:, t]
+
+
+def test_version_1_files_read_as_F_features_and_mean_pooling(tmp_path):
+    m = _model()
+    p = tmp_path / "v1.pt"
+    m.save(p)
+    ckpt = torch.load(p, weights_only=True)
+    ckpt["version"] = 1
+    for key in ("features", "pooling"):
+        del ckpt["arch"][key]
+    torch.save(ckpt, p)
+    m1 = GRUSurrogate.load(p)
+    assert (m1.features, m1.pooling) == ("F", "mean")
+    d, F = _data()
+    torch.testing.assert_close(m1(d, F), m(d, F), rtol=0, atol=0)
+
+
+def test_save_load_round_trip_v2(tmp_path):
+    m = _model_v2()
+    m.save(tmp_path / "m.pt")
+    m2 = GRUSurrogate.load(tmp_path / "m.pt")
+    d, F = _data()
+    v, dt = _fractions(), _dt()
+    torch.testing.assert_close(m2(d, F, dt, v), m(d, F, dt, v), rtol=0, atol=0)
+    assert set(torch.load(tmp_path / "m.pt", weights_only=True)["scaling"]) == {
+        "x_mean", "x_std", "d_min", "d_max", "s_min", "s_max"}

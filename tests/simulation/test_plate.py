@@ -7,6 +7,7 @@ import yaml
 from polyfe2.cli import main
 from polyfe2.simulation.config import load_run_config
 from polyfe2.simulation.plate import write_plate_case
+from polyfe2.microstructure import descriptor as D
 from polyfe2.microstructure.descriptor import DESCRIPTOR_LAYOUT
 
 
@@ -16,6 +17,7 @@ def test_gru_plate_has_one_descriptor_per_material(tmp_path):
     n_mat = config.material.n
     with h5py.File(tmp_path / "descriptors.h5") as f:
         d = f["descriptor"][:]
+        fractions = f["fractions"][:]
         assert f["descriptor"].attrs["layout"] == DESCRIPTOR_LAYOUT
     assert d.shape == (n_mat, 20, 7)
     # descriptor orientations are the voxel's constituents (reduced to the fundamental zone)
@@ -25,6 +27,8 @@ def test_gru_plate_has_one_descriptor_per_material(tmp_path):
     assert np.abs(mis).max() < 1e-6
     v = config.material.v[5]
     assert abs(v.sum() - 1) < 1e-12 and v.min() >= 0 and v.std() > 0   # Voronoi volume fractions
+    np.testing.assert_array_equal(fractions[1:], config.material.v[1:])   # the same ones for the surrogate
+    np.testing.assert_allclose(fractions[5], D.grain_fractions(d[5]))   # measured on the 16³ grid
     assert yaml.safe_load(run.read_text())["backend_options"] == {"descriptors": "descriptors.h5"}
     with pytest.raises(ValueError, match="20 grains"):
         write_plate_case(tmp_path / "k4", cells=(8, 8, 1), K=4, backend="gru")

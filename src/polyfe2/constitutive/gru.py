@@ -30,7 +30,7 @@ import torch
 from ..errors import InputError
 from ..schema import Field, Schema
 from ..kernels import GRUPrecomputed
-from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
+from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH, grain_fractions
 from ..mechanics import (average_stiffness, bulk_modulus_cubic, cubic_stiffness, deviatoric, eye3,
                          first_Piola_Kirchhoff, polar_decomposition, voigt_to_tensor)
 from .gru_network import GRUSurrogate
@@ -60,7 +60,9 @@ class GRUBackend(Backend):
         ``model`` -- model file (.pt, relative to the run config); default the shipped model;
         ``descriptors`` -- HDF5 file with a dataset ``descriptor`` (n_materials, G, 7), rows
         ``[x, y, z, q0..q3]`` (:data:`polyfe2.microstructure.descriptor.DESCRIPTOR_LAYOUT`), the sample of every
-        material ID; required;
+        material ID, and optionally ``fractions`` (n_materials, G), the grains' volume fractions
+        (for a model with volume pooling they are otherwise measured on the VE's 16^3 Voronoi
+        grid, about 7 ms per material); required;
         ``kernels`` -- ``auto`` (compiled kernels when built), ``reference`` (the split step in
         torch) or ``torch`` (``nn.GRU`` from the committed state every evaluation, nothing
         precomputed);
@@ -68,14 +70,15 @@ class GRUBackend(Backend):
 
     State keys
     ----------
-    ``h`` (L, N, H) float32 committed hidden state; ``m`` (N, m) microstructure vector;
+    ``h`` (L, N, H) float32 committed hidden state; ``m`` (N, m) microstructure vector; ``U``
+    (N, 3, 3) float32 committed stretch (the start of the increment, for the increment features);
     ``gh`` (L, N, 3H) and ``gx_const`` (N, 3H) the once-per-increment terms (empty with
     ``kernels: torch``); ``C`` (N, 3, 3, 3, 3) reference stiffness.
     """
 
     options_schema = Schema("backend_options (gru)", {
-        "descriptors": Field("file", "HDF5 file with dataset 'descriptor' (n_materials, 20, 7), relative to "
-                             "the run config"),
+        "descriptors": Field("file", "HDF5 file with dataset 'descriptor' (n_materials, 20, 7) and optionally "
+                             "'fractions' (n_materials, 20), relative to the run config"),
         "model": Field("file", "model file (.pt), relative to the run config; default: the shipped model",
                        default=None),
         "kernels": Field("choice", "compiled kernels when built (auto), the split step in torch (reference) "
@@ -104,7 +107,8 @@ class GRUBackend(Backend):
 
     # ------------------------------------------------------------------------------------------
     def point_data(self, material_ids: np.ndarray) -> dict[str, torch.Tensor]:
-        """Per-point descriptors from the descriptor file (``material_ids`` index its rows)."""
+        """Per-point descriptors (and grain volume fractions, for a model that pools by volume) from
+        the descriptor file (``material_ids`` index its rows)."""
         import h5py
 
         f = self.descriptor_file
@@ -114,6 +118,7 @@ class GRUBackend(Backend):
                     raise InputError("no dataset 'descriptor'", file=f, key="descriptor")
                 layout = h["descriptor"].attrs.get("layout", DESCRIPTOR_LAYOUT)
                 d = h["descriptor"][:]
+                v = h["fractions"][:] if "fractions" in h else None
         except OSError:
             raise InputError("descriptor file not found or not HDF5", file=f, key="backend_options/descriptors") from None
         if str(layout) != DESCRIPTOR_LAYOUT:
@@ -124,18 +129,33 @@ class GRUBackend(Backend):
         if material_ids.size and material_ids.max() >= d.shape[0]:
             raise InputError(f"{d.shape[0]} descriptors but material ID {int(material_ids.max())} is used",
                              file=f, key="descriptor")
-        return {"descriptor": torch.as_tensor(d[material_ids])}
+        out = {"descriptor": torch.as_tensor(d[material_ids])}
+        if self.model.pooling == "volume":
+            if v is None:   # measured once per material that is used
+                used = np.unique(material_ids)
+                v = np.zeros(d.shape[:2])
+                v[used] = [grain_fractions(d[i]) for i in used]
+            elif v.shape != d.shape[:2] or not np.isfinite(v).all() or (v < 0).any() or (v.sum(1) <= 0).any():
+                raise InputError(f"expected finite non-negative (n_materials, G) = {d.shape[:2]} with positive "
+                                 f"row sums, got shape {v.shape}", file=f, key="fractions")
+            out["fractions"] = torch.as_tensor(v[material_ids])
+        return out
 
     def setup(self, points: MaterialPoints, device, dtype) -> State:
         if "descriptor" not in points.extra:
             raise InputError("points carry no descriptors", file=self.descriptor_file, key="descriptor")
         d = points.extra["descriptor"].to(device=device, dtype=torch.float32)
+        v_all = points.extra.get("fractions")
+        if self.model.pooling == "volume" and v_all is None:
+            raise InputError("points carry no grain volume fractions", file=self.descriptor_file, key="fractions")
         self.model.to(device)
         if self.options["kernels"] != "torch":
             self._fused = self.model.fused(device=device, math=self.options["math"],
                                            backend="reference" if self.options["kernels"] == "reference" else "auto")
         with torch.no_grad():   # in chunks: the per-grain MLPs hold (n, 20, width) activations
-            parts = [self.model.initial_state(c) for c in d.split(_SETUP_CHUNK)]
+            vs = (v_all.to(device=device, dtype=torch.float32).split(_SETUP_CHUNK) if self.model.pooling == "volume"
+                  else [None] * len(d.split(_SETUP_CHUNK)))
+            parts = [self.model.initial_state(c, w) for c, w in zip(d.split(_SETUP_CHUNK), vs)]
             h = torch.cat([p[0] for p in parts], dim=1)
             m = torch.cat([p[1] for p in parts], dim=0)
         q = d[..., 3:].to(torch.float64)
@@ -143,11 +163,12 @@ class GRUBackend(Backend):
         R = crystal.orientation_matrices(q, v, device=device, dtype=dtype)
         C = average_stiffness(cubic_stiffness(self.C_11, self.C_12, self.C_44, device=device,
                                                               dtype=dtype), R, v.to(device=device, dtype=dtype))
-        return self.commit({"h": h.contiguous(), "m": m.contiguous(), "C": C})
+        U = torch.eye(3, dtype=torch.float32, device=device).expand(d.shape[0], 3, 3).contiguous()
+        return self.commit({"h": h.contiguous(), "m": m.contiguous(), "C": C, "U": U})
 
     def commit(self, trial_state: State) -> State:
         """Committed state plus the once-per-increment terms of the next increment's step."""
-        state = {k: trial_state[k] for k in ("h", "m", "C")}
+        state = {k: trial_state[k] for k in ("h", "m", "C", "U")}
         if self._fused is not None:
             pre = self._fused.precompute(state["h"], state["m"])
             state["gh"], state["gx_const"] = pre.gh, pre.gx_const
@@ -166,9 +187,9 @@ class GRUBackend(Backend):
         R, U = polar_decomposition(Fs)
         U32 = U.to(torch.float32)
         if self._fused is None:
-            s_dev, h_new = self.model.step(U32, state["m"], state["h"])
+            s_dev, h_new = self.model.step(U32, state["m"], state["h"], state["U"], dt)
         else:
-            h_new, y = self._fused.step(self.model.scale_F(U32).contiguous(), state["h"],
+            h_new, y = self._fused.step(self.model.step_features(U32, state["U"], dt).contiguous(), state["h"],
                                         GRUPrecomputed(state["gh"], state["gx_const"]))
             s_dev = self.model.unscale_stress(y)
         s = deviatoric(voigt_to_tensor(s_dev.to(F.dtype)))   # keep it deviatoric
@@ -176,4 +197,4 @@ class GRUBackend(Backend):
         P = first_Piola_Kirchhoff(sigma, Fs)
         ok = ok & torch.isfinite(P).flatten(1).all(1)
         P = torch.where(ok[:, None, None], P, torch.zeros_like(P))
-        return Response(P=P, state={"h": h_new, "m": state["m"], "C": state["C"]}, failed=~ok)
+        return Response(P=P, state={"h": h_new, "m": state["m"], "C": state["C"], "U": U32}, failed=~ok)

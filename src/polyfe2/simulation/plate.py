@@ -39,8 +39,9 @@ def plate_case(cells=(24, 24, 3), K: int = 4, bands: int = 4, spread_deg: float 
     """The plate as an in-memory run config.
 
     Returns ``(config, descriptors)``: with ``backend='gru'`` every solid voxel is a 20-grain VE
-    (K must be 20) with random Voronoi seeds; ``descriptors`` (n_materials, 20, 7) is then the
-    descriptor of every material ID (row 0, the soft phase, unused) and the constituent
+    (K must be 20) with random Voronoi seeds; ``descriptors`` is then the pair of the descriptor
+    (n_materials, 20, 7) and the grain volume fractions (n_materials, 20) of every material ID
+    (row 0, the soft phase, unused), and the constituent
     fractions are the grains' Voronoi volume fractions, so that ``taylor`` on the same case is
     the surrogate's iso-strain reference. Otherwise ``descriptors`` is None.
 
@@ -64,7 +65,7 @@ def plate_case(cells=(24, 24, 3), K: int = 4, bands: int = 4, spread_deg: float 
     if backend == "gru":   # grain seeds, exact Voronoi fractions on the labels' 16³ grid (vectorised)
         seeds, v = voronoi_ensemble(len(solid), K, rng)
         d = make_descriptor(seeds, O)
-        descriptors = np.concatenate([d[:1], d])
+        descriptors = (np.concatenate([d[:1], d]), np.concatenate([v[:1], v]))
     al = aluminium()
     # the soft phase as a Taylor point too: DADF5 wants one number of constituents per file
     materials = MaterialConfig.from_arrays(
@@ -97,13 +98,16 @@ def _odmn_plate(cells, soft, band_of_y, parameters, strain, increments, rate, so
                      output=OutputOptions(name="plate"), solver=SolverOptions.from_mapping(solver))
 
 
-def write_descriptors(path: Path, descriptors: np.ndarray) -> Path:
-    """descriptors.h5 of the gru backend: dataset ``descriptor`` (n_materials, G, 7)."""
+def write_descriptors(path: Path, descriptors: np.ndarray, fractions: np.ndarray | None = None) -> Path:
+    """descriptors.h5 of the gru backend: dataset ``descriptor`` (n_materials, G, 7) and the grains'
+    volume fractions ``fractions`` (n_materials, G)."""
     import h5py
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         f.create_dataset("descriptor", data=descriptors).attrs["layout"] = DESCRIPTOR_LAYOUT
+        if fractions is not None:
+            f.create_dataset("fractions", data=fractions)
     return path
 
 
@@ -117,7 +121,7 @@ def write_plate_case(directory: Path, **options) -> Path:
             k: os.path.relpath(Path(f).resolve(), directory.resolve())
             for k, f in config.backend_options["parameters"].items()}
     if descriptors is not None:
-        write_descriptors(directory / "descriptors.h5", descriptors)
+        write_descriptors(directory / "descriptors.h5", *descriptors)
     path = config.save(directory)
     config.validate()
     return path
