@@ -2,6 +2,8 @@
 # Rebuild the shipped GRU surrogate: training data, training, held-out error report.
 #   tools/make_gru_model.sh VENV OUTDIR      (make gru-model)
 # Every step resumes: data chunks and training epochs already done are kept.
+# Stages 1-5 make gru_aluminium_v3 (iso-strain labels, about 5.5 h on 2 cores); stages 6-7 make
+# gru_aluminium_v4 from it (new step features and volume pooling, then full-field labels).
 set -euo pipefail
 VENV=${1:-.venv}
 OUT=${2:-results/gru_model}
@@ -38,11 +40,34 @@ done
 "$P" train gru "${train_sets[@]}" --out "$OUT/finetune4" --init "$OUT/finetune3/model.pt" \
   --epochs 20 --batch 32 --lr 1.5e-4 --threads 2 --max-minutes 92
 
+# stage 6: iso-strain paths at five step times (0.125-2 s); v3 continues with the F+dF+dt step
+# features and volume pooling (converted exactly from its F inputs), 8 epochs (6 min, 1 core)
+dt_opts=(--dt-spread 4 --dt-levels 5)
+gen --out "$OUT/train_dt_s0.h5" --n-ve 2400 --paths-per-ve 4 --seed 0 --chunk 32 "${dt_opts[@]}"
+"$P" train gru "$OUT/train_dt_s0.h5" --out "$OUT/inputs" --init "$OUT/finetune4/model.pt" \
+  --features F+dF+dt --pooling volume --epochs 8 --batch 32 --lr 3e-4 --threads 1
+# stage 7: full-field labels (taylor K = 1 on each VE's 8^3 Voronoi grid: 0.5 MPa from 16^3 labels,
+# 4 s per 100-step path on one core), one path per VE; fine-tune on them
+ff_opts=(--method fullfield --cells 8 --paths-per-ve 1 --chunk 16 "${dt_opts[@]}")
+gen --out "$OUT/train_fullfield8.h5" --n-ve FF_A --seed 20 "${ff_opts[@]}"
+gen --out "$OUT/train_fullfield8_b.h5" --n-ve FF_B --seed 21 "${ff_opts[@]}"
+"$P" train gru "$OUT/train_fullfield8.h5" "$OUT/train_fullfield8_b.h5" --out "$OUT/fullfield" \
+  --init "$OUT/inputs/model.pt" FF_TRAIN_OPTS
+
 sets=("seen_ve_new_paths=$OUT/test_seen_ve_new_paths.h5" "unseen_ve=$OUT/test_unseen_ve.h5")
 for k in uniaxial_tension plane_strain pure_shear; do sets+=("$k=$OUT/test_idealised_$k.h5"); done
 for t in cube goss brass copper; do sets+=("texture_$t=$OUT/test_texture_$t.h5"); done
-# a few full-field 16^3 labels, and the iso-strain labels of the same VEs and paths
+# iso-strain sets at the five step times; 128 unseen VEs with full-field 8^3 labels and the
+# iso-strain labels of the same VEs and paths; 8 with full-field 16^3 labels and their iso-strain labels
+gen --out "$OUT/test_unseen_ve_dt.h5" --n-ve 200 --paths-per-ve 2 --seed 1 --path-seed 1001 --chunk 25 "${dt_opts[@]}"
+gen --out "$OUT/test_fullfield8_unseen.h5" --method fullfield --cells 8 --n-ve 128 --paths-per-ve 1 --seed 11 \
+  --chunk 8 "${dt_opts[@]}"
+gen --out "$OUT/test_fullfield8_unseen_taylor.h5" --n-ve 128 --paths-per-ve 1 --seed 11 --chunk 8 "${dt_opts[@]}"
 gen --out "$OUT/test_fullfield16.h5" --method fullfield --cells 16 --n-ve 8 --paths-per-ve 1 --seed 5 --chunk 1
 gen --out "$OUT/test_fullfield16_taylor.h5" --n-ve 8 --paths-per-ve 1 --seed 5 --chunk 1
-sets+=("fullfield16_unseen_ve=$OUT/test_fullfield16.h5" "taylor_same_8=$OUT/test_fullfield16_taylor.h5")
-"$P" evaluate gru "$OUT/finetune4/model.pt" "${sets[@]}" --out "$OUT/report"
+sets+=("unseen_ve_dt=$OUT/test_unseen_ve_dt.h5" "fullfield8_unseen_ve=$OUT/test_fullfield8_unseen.h5"
+       "taylor_unseen_ve=$OUT/test_fullfield8_unseen_taylor.h5" "fullfield16_unseen_ve=$OUT/test_fullfield16.h5"
+       "taylor_same_8=$OUT/test_fullfield16_taylor.h5")
+gaps=(--label-gap fullfield8_unseen_ve:taylor_unseen_ve --label-gap fullfield16_unseen_ve:taylor_same_8)
+"$P" evaluate gru "$OUT/finetune4/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v3"
+"$P" evaluate gru "$OUT/fullfield/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report"

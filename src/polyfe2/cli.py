@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError, SolverError
-from .learn.spec import LOADS, METHODS, ODMN_TEST_TEXTURES, PLATE_BANDS, SAMPLINGS, TEXTURES, DatagenSpec, FMDataSpec
+from .learn.spec import GRU_FEATURES, GRU_POOLINGS, LOADS, METHODS, ODMN_TEST_TEXTURES, PLATE_BANDS, SAMPLINGS, TEXTURES, DatagenSpec, FMDataSpec
 
 
 def _cmd_run(args) -> int:
@@ -101,7 +101,7 @@ def _cmd_datagen_gru(args) -> int:
 
     spec = DatagenSpec(n_ve=args.n_ve, paths_per_ve=args.paths_per_ve, method=args.method, steps=args.steps,
                        max_strain=args.max_strain, sections=args.sections, dt=args.dt, seed=args.seed,
-                       path_seed=args.path_seed, textured_fraction=args.textured_fraction,
+                       dt_spread=args.dt_spread, dt_levels=args.dt_levels, path_seed=args.path_seed, textured_fraction=args.textured_fraction,
                        texture=args.texture, spread_deg=args.spread, load=args.load,
                        cells=args.cells, chunk=args.chunk)
     spec.check(file="command line")
@@ -115,7 +115,8 @@ def _cmd_train_gru(args) -> int:
 
     spec = TrainSpec(epochs=args.epochs, batch=args.batch, lr=args.lr, hidden=args.hidden,
                      layers=args.layers, val_fraction=args.val_fraction, seed=args.seed,
-                     threads=args.threads, max_minutes=args.max_minutes, init=args.init, device=args.device)
+                     threads=args.threads, max_minutes=args.max_minutes, init=args.init, device=args.device,
+                     features=args.features, pooling=args.pooling)
     files = [Path(p) for p in args.data]
     descriptors, name = None, "grains"
     if args.fingerprint:
@@ -156,10 +157,20 @@ def _cmd_evaluate_gru(args) -> int:
         if not (sep and name and file):
             raise InputError(f"expected NAME=FILE.h5, got {item!r}", file="command line", key="sets")
         sets[name] = Path(file)
-    report = evaluate_sets(Path(args.model), sets, Path(args.out), descriptors=_fingerprint_inputs(Path(args.model)))
+    gaps = []
+    for item in args.label_gap or []:
+        a, sep, b = item.partition(":")
+        if not (sep and a in sets and b in sets):
+            raise InputError(f"expected REFERENCE:OTHER, two of the set names {sorted(sets)}, got {item!r}",
+                             file="command line", key="label-gap")
+        gaps.append((a, b))
+    report = evaluate_sets(Path(args.model), sets, Path(args.out), descriptors=_fingerprint_inputs(Path(args.model)),
+                           label_gaps=gaps)
     for name, r in report["sets"].items():
         print(f"  {name:<18} mean eq.5 error {r['mean_MPa']:.3f} MPa = {r['mean_pct_peak']:.2f} % of peak "
               f"({r['samples']} samples)")
+    for name, r in report.get("label_gaps", {}).items():
+        print(f"  labels {name}: mean eq.5 difference {r['mean_MPa']:.3f} MPa = {r['mean_pct_peak']:.2f} % of peak")
     return 0
 
 
@@ -177,6 +188,9 @@ def _add_gru_commands(sub) -> None:
     g.add_argument("--max-strain", type=float, default=d.max_strain)
     g.add_argument("--sections", type=int, default=d.sections)
     g.add_argument("--dt", type=float, default=d.dt, help="time per step in s")
+    g.add_argument("--dt-spread", type=float, default=d.dt_spread,
+                   help="paths take one of --dt-levels log-spaced step times from dt/spread to dt*spread")
+    g.add_argument("--dt-levels", type=int, default=d.dt_levels)
     g.add_argument("--seed", type=int, default=d.seed, help="seed of the VEs")
     g.add_argument("--path-seed", type=int, default=None, help="seed of the load paths (default: --seed)")
     g.add_argument("--textured-fraction", type=float, default=d.textured_fraction,
@@ -206,6 +220,12 @@ def _add_gru_commands(sub) -> None:
     g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this")
     g.add_argument("--init", default=None, help="start from this model (.pt): its weights and normalisation")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    g.add_argument("--features", choices=GRU_FEATURES, default=None,
+                   help="step features: F (min-max scaled isochoric F) or F+dF+dt (standardised F, its increment "
+                        "and ln dt); default: F for a new model, --init's otherwise (converted exactly)")
+    g.add_argument("--pooling", choices=GRU_POOLINGS, default=None,
+                   help="grain pooling: mean, or volume (weighted by the grains' volume fractions); "
+                        "default: mean for a new model, --init's otherwise")
     g.add_argument("--fingerprint", default=None, metavar="METHOD",
                    help="microstructure input: this fingerprint of each VE (vae, vit, fm) instead of its grain rows")
     g.add_argument("--fingerprint-weights", default=None, help="weights of --fingerprint (default: the shipped ones)")
@@ -217,6 +237,9 @@ def _add_gru_commands(sub) -> None:
     g.add_argument("model", help="model file (.pt)")
     g.add_argument("sets", nargs="+", metavar="NAME=FILE.h5", help="named held-out data sets")
     g.add_argument("--out", required=True, help="directory for report.json and the PNGs")
+    g.add_argument("--label-gap", action="append", metavar="REFERENCE:OTHER",
+                   help="also report how far the labels of set OTHER are from those of set REFERENCE (the same "
+                        "VEs and paths, e.g. iso-strain against full-field labels); repeatable")
     g.set_defaults(func=_cmd_evaluate_gru)
 
 

@@ -142,6 +142,32 @@ def test_generate_layout_paths_and_resume(tmp_path):
         DG.generate(out, _spec(steps=10), workers=1, progress=False, log=lambda *a: None)
 
 
+def test_step_times_scale_the_flow_stress_by_the_rate_sensitivity(tmp_path):
+    """Paths at 16 times the rate: once the grains flow, phenopowerlaw's (1 + ...) rate law
+    (n = 20) raises the stress by 16**(1/20) = 1.149 at the same slip resistance; the data set
+    stores each path's dt, drawn from the spec's levels."""
+    desc, _ = DG.sample_descriptor(0, 0, 0.0)
+    F = LP.random_monotonic_path(np.random.default_rng(5), 20, max_strain=0.03, sections=2)
+    v = DG.grain_fractions(desc, 8)[None]
+    s, failed = DG.taylor_labels(np.repeat(desc[None], 2, 0), np.repeat(v, 2, 0), np.repeat(F[None], 2, 0),
+                                 dt=np.array([0.125, 2.0]))
+    mises = lambda s: np.sqrt(1.5 * (s[..., :3] ** 2).sum(-1) + 3 * (s[..., 3:] ** 2).sum(-1))  # noqa: E731
+    assert not failed.any()
+    assert mises(s[0, -1]) / mises(s[1, -1]) == pytest.approx(16 ** (1 / 20), rel=0.01)
+    spec = _spec(dt_spread=4.0, dt_levels=5, n_ve=3, paths_per_ve=2)
+    assert spec.dt_choices == pytest.approx([0.125, 0.25, 0.5, 1.0, 2.0])
+    out = tmp_path / "dt.h5"
+    DG.generate(out, spec, workers=1, progress=False, log=lambda *a: None)
+    data = DG.read_dataset(out)
+    assert set(data["dt"]) <= set(spec.dt_choices) and len(set(data["dt"])) > 1
+    for i in range(len(data["dt"])):   # each sample's labels are the ones of its own dt
+        one, _ = DG.taylor_labels(data["descriptor"][i:i + 1], data["fractions"][i:i + 1], data["F"][i:i + 1],
+                                  dt=float(data["dt"][i]))
+        np.testing.assert_allclose(data["sigma_dev"][i], one[0], rtol=1e-9, atol=1e-3)
+    with pytest.raises(InputError, match="dt_spread"):
+        _spec(dt_spread=0.5).check()
+
+
 def test_idealised_loads_reach_the_strain_bound(tmp_path):
     for kind in LP.IDEALISED_KINDS:
         out = tmp_path / f"{kind}.h5"

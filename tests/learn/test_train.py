@@ -83,6 +83,41 @@ def test_evaluate_command(data, tmp_path, capsys):
     assert rc == 2 and "NAME=FILE.h5" in err and len(err.strip().splitlines()) == 1
 
 
+def test_fine_tune_with_new_inputs(data, tmp_path):
+    """An F / mean model continues as F+dF+dt / volume: the statistics come from the data, the
+    metadata says which labels the model follows and which step times it saw."""
+    spec = TrainSpec(epochs=2, batch=8, lr=3e-3, hidden=32, val_fraction=0.1, threads=2)
+    train([data], tmp_path / "a", spec, progress=False, log=lambda *a: None)
+    res = train([data], tmp_path / "b", TrainSpec(**{**spec.__dict__, "init": str(tmp_path / "a" / "model.pt"),
+                                                     "features": "F+dF+dt", "pooling": "volume"}),
+                progress=False, log=lambda *a: None)
+    m = GRUSurrogate.load(res["model"])
+    assert (m.features, m.pooling, m.input_layer.in_features) == ("F+dF+dt", "volume", 19 + 32)
+    assert m.meta["initialised_from"]["features"] == "F" and m.meta["dt_range"] == [0.5, 0.5]
+    assert m.meta["reference"].startswith("iso-strain")
+    assert float(m.x_std[:9].min()) > 0 and float(m.x_std[18]) == 0.0   # one dt in the data: ln dt is constant
+    with pytest.raises(InputError, match="key 'features'"):   # resuming needs the same options
+        train([data], tmp_path / "b", TrainSpec(**{**spec.__dict__, "init": str(tmp_path / "a" / "model.pt")}),
+              progress=False, log=lambda *a: None)
+
+
+def test_label_gap_of_two_label_sets(data, tmp_path, capsys):
+    assert main(["train", "gru", str(data), "--out", str(tmp_path / "t"), "--epochs", "1", "--hidden", "16",
+                 "--batch", "16", "--no-progress"]) == 0
+    other = tmp_path / "other.h5"
+    DG.generate(other, DG.DatagenSpec(n_ve=24, paths_per_ve=2, steps=20, sections=3, chunk=12, seed=1), workers=1,
+                progress=False, log=lambda *a: None)
+    model = str(tmp_path / "t" / "model.pt")
+    assert main(["evaluate", "gru", model, f"a={data}", f"b={data}", "--label-gap", "a:b", "--out",
+                 str(tmp_path / "e")]) == 0
+    assert "labels b vs a: mean eq.5 difference 0.000 MPa" in capsys.readouterr().out
+    rc = main(["evaluate", "gru", model, f"a={data}", f"b={other}", "--label-gap", "a:b", "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "other.h5" in err and len(err.strip().splitlines()) == 1
+    rc = main(["evaluate", "gru", model, f"a={data}", "--label-gap", "a:c", "--out", str(tmp_path / "e")])
+    assert rc == 2 and "REFERENCE:OTHER" in capsys.readouterr().err
+
+
 def test_train_device_option(data, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: 'cuda' is a valid choice here")

@@ -15,11 +15,15 @@ crystal plasticity (``taylor``, DAMASK phenopowerlaw):
 Either way the average Cauchy stress of the VE is ``P_av F_av^T / det F_av`` (exact for a
 periodic cell) and its deviator is stored in Voigt order 11, 22, 33, 23, 13, 12 (Pa).
 
+Every path runs at one step time ``dt``: the spec's ``dt``, or with ``dt_levels > 1`` one of
+``dt_levels`` log-spaced times from ``dt / dt_spread`` to ``dt * dt_spread`` (the labels are
+rate dependent, and the surrogate's ``'F+dF+dt'`` features see the rate).
+
 HDF5 layout (``polyfe2 datagen gru``)
     ``descriptor`` (n, G, 7), ``fractions`` (n, G), ``F`` (n, T+1, 3, 3), ``sigma_dev``
-    (n, T, 6), ``ve`` (n,) VE index, ``path`` (n,) path index, ``failed`` (n,) bool,
+    (n, T, 6), ``dt`` (n,) s per step, ``ve`` (n,) VE index, ``path`` (n,) path index, ``failed`` (n,) bool,
     ``texture`` (n,) name of the VE's texture, ``chunk_done`` (chunks,) bool; attributes
-    ``method``, ``dt``, ``steps``, ``max_strain``, ``sections``, ``seed``, ``path_seed``,
+    ``method``, ``dt``, ``dt_spread``, ``dt_levels``, ``steps``, ``max_strain``, ``sections``, ``seed``, ``path_seed``,
     ``material`` (phase YAML), ``format``/``version``. Chunks are computed independently
     (deterministic per chunk) and written as they finish, so an interrupted run resumes.
 """
@@ -54,7 +58,7 @@ __all__ = ["DatagenSpec", "generate", "compute_chunk", "taylor_labels", "fullfie
            "sample_descriptor", "grain_fractions", "read_dataset", "DATASET_FORMAT"]
 
 DATASET_FORMAT = "polyfe2.gru_dataset"
-DATASET_VERSION = 1
+DATASET_VERSION = 2   # 2 adds ``dt`` per sample; version 1 sets have the attribute's dt for all
 #: ||ln U||_F per unit of the idealised paths' strain parameter (see loadpath.idealised_path)
 _IDEALISED_NORM = {"uniaxial_tension": 1.5**0.5, "plane_strain": 2**0.5, "pure_shear": 0.5**0.5}
 
@@ -90,13 +94,14 @@ def average_sigma_dev(P_av: np.ndarray, F_av: np.ndarray) -> np.ndarray:
     return tensor_to_voigt(deviatoric(sigma))
 
 
-def taylor_labels(descriptors: np.ndarray, fractions: np.ndarray, F_paths: np.ndarray, dt: float,
+def taylor_labels(descriptors: np.ndarray, fractions: np.ndarray, F_paths: np.ndarray, dt,
                   phase: dict | None = None, substeps_max: int = 3):
     """Cheap labels: every VE as one iso-strain point with its G grains as constituents.
 
     Parameters
     ----------
-    descriptors : (n, G, 7), fractions : (n, G), F_paths : (n, T+1, 3, 3), dt : float
+    descriptors : (n, G, 7), fractions : (n, G), F_paths : (n, T+1, 3, 3)
+    dt : float or (n,) -- s per step; the samples of one dt are one batch
 
     Returns
     -------
@@ -104,6 +109,16 @@ def taylor_labels(descriptors: np.ndarray, fractions: np.ndarray, F_paths: np.nd
     failed : (n,) bool -- a sample whose update did not converge even with ``2**substeps_max``
         substeps in some step.
     """
+    dts = np.broadcast_to(np.asarray(dt, dtype=float), (F_paths.shape[0],))
+    if np.unique(dts).size > 1:
+        sigma = np.empty((F_paths.shape[0], F_paths.shape[1] - 1, 6))
+        failed = np.zeros(F_paths.shape[0], dtype=bool)
+        for value in np.unique(dts):
+            i = np.flatnonzero(dts == value)
+            sigma[i], failed[i] = taylor_labels(descriptors[i], fractions[i], F_paths[i], float(value), phase,
+                                                substeps_max)
+        return sigma, failed
+    dt = float(dts[0]) if dts.size else 1.0
     backend = TaylorBackend(phase or default_phase())
     dtype = torch.float64
     n_samples, T = F_paths.shape[0], F_paths.shape[1] - 1
@@ -181,7 +196,7 @@ def compute_chunk(spec: DatagenSpec, c: int, phase: dict) -> dict:
     torch.set_num_threads(1)
     ves = range(c * spec.chunk, min((c + 1) * spec.chunk, spec.n_ve))
     path_seed = spec.seed if spec.path_seed is None else spec.path_seed
-    d, v, F, ve_ids, path_ids, tex = [], [], [], [], [], []
+    d, v, F, ve_ids, path_ids, tex, dts = [], [], [], [], [], [], []
     for ve in ves:
         desc, name = sample_descriptor(spec.seed, ve, spec.textured_fraction, spec.texture, spec.spread_deg)
         frac = grain_fractions(desc, spec.cells)
@@ -191,15 +206,18 @@ def compute_chunk(spec: DatagenSpec, c: int, phase: dict) -> dict:
                 F.append(random_monotonic_path(rng, spec.steps, spec.max_strain, spec.sections))
             else:   # final ||ln U||_F = max_strain, as the largest random paths
                 F.append(idealised_path(spec.load, spec.steps, spec.max_strain / _IDEALISED_NORM[spec.load]))
+            choices = spec.dt_choices
+            dts.append(choices[np.random.default_rng([path_seed, ve, p, 2]).integers(len(choices))]
+                       if len(choices) > 1 else choices[0])
             d.append(desc), v.append(frac), ve_ids.append(ve), path_ids.append(p), tex.append(name)
-    d, v, F = np.stack(d), np.stack(v), np.stack(F)
+    d, v, F, dts = np.stack(d), np.stack(v), np.stack(F), np.array(dts)
     if spec.method == "taylor":
-        sigma, failed = taylor_labels(d, v, F, spec.dt, phase)
+        sigma, failed = taylor_labels(d, v, F, dts, phase)
     else:
-        out = [fullfield_labels(d[i], F[i], spec.dt, phase, spec.cells) for i in range(len(F))]
+        out = [fullfield_labels(d[i], F[i], dts[i], phase, spec.cells) for i in range(len(F))]
         sigma = np.stack([o[0] for o in out])
         failed = np.array([o[1] for o in out])
-    return dict(descriptor=d, fractions=v, F=F, sigma_dev=sigma, failed=failed,
+    return dict(descriptor=d, fractions=v, F=F, sigma_dev=sigma, failed=failed, dt=dts,
                 ve=np.array(ve_ids), path=np.array(path_ids), texture=np.array(tex, dtype="S16"))
 
 
@@ -208,7 +226,7 @@ def _open(path: Path, spec: DatagenSpec, phase: dict):
     attrs = dict(asdict(spec), format=DATASET_FORMAT, version=DATASET_VERSION, material=yaml.safe_dump(phase))
     return open_chunked(path, attrs, {
         "descriptor": ((n, G, 7), "f8"), "fractions": ((n, G), "f8"), "F": ((n, T + 1, 3, 3), "f8"),
-        "sigma_dev": ((n, T, 6), "f8", np.nan), "failed": ((n,), bool), "ve": ((n,), np.int64),
+        "sigma_dev": ((n, T, 6), "f8", np.nan), "dt": ((n,), "f8", np.nan), "failed": ((n,), bool), "ve": ((n,), np.int64),
         "path": ((n,), np.int64), "texture": ((n,), "S16")}, spec.n_chunks)
 
 
@@ -233,12 +251,14 @@ def generate(out: Path, spec: DatagenSpec, phase: dict | None = None, workers: i
 
 
 def read_dataset(path: Path, include_failed: bool = False) -> dict:
-    """Arrays of a finished data set (only samples of computed chunks, without failed ones)."""
+    """Arrays of a finished data set (only samples of computed chunks, without failed ones);
+    ``dt`` (n,) per sample also for a version 1 set (its one ``dt`` attribute)."""
     with open_to_read(path, DATASET_FORMAT, "polyfe2 datagen gru") as f:
         done = done_rows(f, int(f.attrs["chunk"]) * int(f.attrs["paths_per_ve"]), f["F"].shape[0])
         keep = done & (include_failed | ~f["failed"][:])
         data = {k: f[k][:][keep] for k in ("descriptor", "fractions", "F", "sigma_dev", "ve", "path",
                                             "failed", "texture")}
+        data["dt"] = f["dt"][:][keep] if "dt" in f else np.full(int(keep.sum()), float(f.attrs["dt"]))
         data["attrs"] = {k: f.attrs[k] for k in f.attrs}
     data["texture"] = np.array([t.decode() for t in data["texture"]])
     return data

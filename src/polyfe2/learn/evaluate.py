@@ -37,16 +37,19 @@ def peak_stress(true) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict(model: GRUSurrogate, descriptors, F_paths, batch: int = 512) -> np.ndarray:
+def predict(model: GRUSurrogate, descriptors, F_paths, dt=None, fractions=None, batch: int = 512) -> np.ndarray:
     """Stress paths (S, T, 6) in Pa for descriptors (S, G, 7) and F paths (S, T+1, 3, 3)
-    (``F_paths[:, 0]`` is the undeformed state that the initial hidden state stands for)."""
+    (``F_paths[:, 0]`` is the undeformed state that the initial hidden state stands for), step
+    times ``dt`` (S,) and grain volume fractions (S, G) (the models that take them)."""
     model.eval()
     dtype = next(model.parameters()).dtype
     out = []
     for i in range(0, len(F_paths), batch):
         d = torch.as_tensor(descriptors[i:i + batch], dtype=dtype)
         F = torch.as_tensor(F_paths[i:i + batch, 1:], dtype=dtype)
-        out.append(model(d, F).double().numpy())
+        t = torch.as_tensor(dt[i:i + batch], dtype=dtype) if dt is not None else None
+        v = torch.as_tensor(fractions[i:i + batch], dtype=dtype) if fractions is not None else None
+        out.append(model(d, F, t, v).double().numpy())
     return np.concatenate(out) if out else np.zeros((0, F_paths.shape[1] - 1, 6))
 
 
@@ -89,7 +92,7 @@ def plot_examples(model: GRUSurrogate, data: dict, path: Path, n: int = 3) -> Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pred = predict(model, data["descriptor"][:n], data["F"][:n])
+    pred = predict(model, data["descriptor"][:n], data["F"][:n], data["dt"][:n], data["fractions"][:n])
     fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 3.4), squeeze=False)
     for k, ax in enumerate(axes[0]):
         for c, name in enumerate(("11", "22", "33", "23", "13", "12")):
@@ -106,18 +109,40 @@ def plot_examples(model: GRUSurrogate, data: dict, path: Path, n: int = 3) -> Pa
     return path
 
 
-def evaluate_sets(model_path: Path, sets: dict[str, Path], out: Path, descriptors=None) -> dict:
+def label_gap(reference: dict, other: dict, reference_file, other_file) -> dict:
+    """Eq. 5 statistics of the labels of ``other`` against those of ``reference`` (two data sets of
+    the same VEs and load paths, e.g. iso-strain against full-field labels)."""
+    from ..errors import InputError
+
+    same = (reference["F"].shape == other["F"].shape and np.allclose(reference["F"], other["F"])
+            and np.allclose(reference["descriptor"], other["descriptor"]) and np.allclose(reference["dt"], other["dt"]))
+    if not same:
+        raise InputError(f"its VEs, paths or step times differ from those of {reference_file}", file=other_file,
+                         key="F")
+    keep = ~(reference["failed"] | other["failed"])   # samples both label sets finished
+    return dict(error_stats(other["sigma_dev"][keep], reference["sigma_dev"][keep]),
+                reference=str(reference_file), other=str(other_file))
+
+
+def evaluate_sets(model_path: Path, sets: dict[str, Path], out: Path, descriptors=None,
+                  label_gaps=()) -> dict:
     """Error report of ``model_path`` on named data sets: ``report.json``, ``errors.png`` and
     one ``examples_<name>.png`` per set in ``out``. ``descriptors(grain descriptors) -> inputs``
-    gives the model's microstructure inputs where they are not the grain rows (fingerprints)."""
+    gives the model's microstructure inputs where they are not the grain rows (fingerprints).
+    ``label_gaps``: pairs ``(reference, other)`` of set names whose labels are compared too
+    (``report['label_gaps']['other vs reference']``)."""
     out.mkdir(parents=True, exist_ok=True)
     model = GRUSurrogate.load(model_path)
     report = {"model": str(model_path), "checkpoint_version": CHECKPOINT_VERSION, "meta": model.meta, "sets": {}}
+    for a, b in label_gaps:
+        ra, rb = (read_dataset(sets[k], include_failed=True) for k in (a, b))
+        report.setdefault("label_gaps", {})[f"{b} vs {a}"] = label_gap(ra, rb, sets[a], sets[b])
     for name, file in sets.items():
         data = read_dataset(file)
         if descriptors is not None:
             data["descriptor"] = descriptors(data["descriptor"])
-        st = error_stats(predict(model, data["descriptor"], data["F"]), data["sigma_dev"])
+        st = error_stats(predict(model, data["descriptor"], data["F"], data["dt"], data["fractions"]),
+                         data["sigma_dev"])
         st["file"] = str(file)
         report["sets"][name] = st
         plot_examples(model, data, out / f"examples_{name}.png")

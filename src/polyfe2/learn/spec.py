@@ -15,6 +15,10 @@ IDEALISED_KINDS = ("uniaxial_tension", "plane_strain", "pure_shear")
 METHODS = ("taylor", "fullfield")
 TEXTURES = ("mixed", "random") + tuple(sorted(TEXTURE_COMPONENTS))
 LOADS = ("random",) + IDEALISED_KINDS
+#: the GRU surrogate's step features and grain poolings (:data:`polyfe2.constitutive.gru_network.FEATURES`
+#: and ``POOLINGS``, named here so that the command line offers them without loading torch)
+GRU_FEATURES = ("F", "F+dF+dt")
+GRU_POOLINGS = ("mean", "volume")
 
 
 @dataclass
@@ -28,6 +32,8 @@ class DatagenSpec:
     max_strain: float = 0.05
     sections: int = 4
     dt: float = 0.5                 # s per step: 1e-3 /s mean rate at the largest strain
+    dt_spread: float = 1.0          # per-path dt = dt * dt_spread**u, u on dt_levels points in [-1, 1]
+    dt_levels: int = 1
     seed: int = 0                   # VEs
     path_seed: int | None = None    # load paths (default: seed); new paths on the same VEs
     textured_fraction: float = 0.4  # share of VEs drawn from a texture component
@@ -40,7 +46,7 @@ class DatagenSpec:
     def check(self, file=None) -> None:
         if self.method not in METHODS:
             raise InputError(f"expected one of {METHODS}, got {self.method!r}", file=file, key="method")
-        for k in ("n_ve", "paths_per_ve", "steps", "sections", "cells", "chunk"):
+        for k in ("n_ve", "paths_per_ve", "steps", "sections", "cells", "chunk", "dt_levels"):
             if int(getattr(self, k)) < 1:
                 raise InputError(f"expected a positive integer, got {getattr(self, k)!r}", file=file, key=k)
         if self.texture not in TEXTURES:
@@ -49,6 +55,7 @@ class DatagenSpec:
             raise InputError(f"expected one of {LOADS}, got {self.load!r}", file=file, key="load")
         for key, ok, expected in (("max_strain", 0 < self.max_strain < 0.5, "in (0, 0.5)"),
                                   ("dt", self.dt > 0, "> 0"),
+                                  ("dt_spread", self.dt_spread >= 1, ">= 1"),
                                   ("textured_fraction", 0 <= self.textured_fraction <= 1, "in [0, 1]")):
             if not ok:
                 raise InputError(f"expected a number {expected}, got {getattr(self, key)!r}", file=file, key=key)
@@ -56,6 +63,13 @@ class DatagenSpec:
     @property
     def n_chunks(self) -> int:
         return -(-self.n_ve // self.chunk)
+
+    @property
+    def dt_choices(self) -> list[float]:
+        """The step times a path can take (log-spaced, ``dt`` in the middle)."""
+        if self.dt_levels == 1:
+            return [float(self.dt)]
+        return [float(self.dt * self.dt_spread ** (2 * k / (self.dt_levels - 1) - 1)) for k in range(self.dt_levels)]
 
 
 #: the ODMN test textures (:data:`polyfe2.learn.odmn_validation.TEXTURES`)

@@ -45,23 +45,26 @@ class TrainSpec:
     clip: float = 1.0
     init: str | None = None     # start from this model file (its weights and scaling)
     device: str = "auto"         # auto | cpu | cuda[:N]; the data and the model live there
+    features: str | None = None  # FEATURES; None: 'F' for a new model, the init model's otherwise
+    pooling: str | None = None   # POOLINGS; None: 'mean' for a new model, the init model's otherwise
 
 
 #: options that must match to resume (epochs, threads, device and the time limit may change)
-_RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip", "init")
+_RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip", "init", "features",
+                "pooling")
 
 
 def load_training_data(files: list[Path]) -> dict:
-    """Concatenate data sets; every file must have the same steps and dt."""
+    """Concatenate data sets; every file must have the same number of steps."""
     parts = [read_dataset(f) for f in files]
     for f, p in zip(files, parts):
-        for key in ("steps", "dt"):
-            if str(p["attrs"][key]) != str(parts[0]["attrs"][key]):
-                raise InputError(f"{p['attrs'][key]} differs from {files[0]}'s {parts[0]['attrs'][key]}",
-                                 file=f, key=key)
+        if str(p["attrs"]["steps"]) != str(parts[0]["attrs"]["steps"]):
+            raise InputError(f"{p['attrs']['steps']} differs from {files[0]}'s {parts[0]['attrs']['steps']}",
+                             file=f, key="steps")
         if len(p["F"]) == 0:
             raise InputError("no finished samples", file=f, key="chunk_done")
-    data = {k: np.concatenate([p[k] for p in parts]) for k in ("descriptor", "F", "sigma_dev", "texture")}
+    data = {k: np.concatenate([p[k] for p in parts])
+            for k in ("descriptor", "fractions", "F", "sigma_dev", "dt", "texture")}
     data["attrs"] = parts[0]["attrs"]
     return data
 
@@ -92,21 +95,34 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     d_all = torch.as_tensor(data["descriptor"], dtype=torch.float32, device=dev)
     F_all = torch.as_tensor(data["F"][:, 1:], dtype=torch.float32, device=dev)
     s_all = torch.as_tensor(data["sigma_dev"], dtype=torch.float32, device=dev)
+    dt_all = torch.as_tensor(data["dt"], dtype=torch.float32, device=dev)
 
     torch.manual_seed(spec.seed)
     prior = None
     if spec.init:   # fine-tune: weights *and* normalisation of an existing model
         model = GRUSurrogate.load(spec.init).float().to(dev)
         prior = dict(file=Path(spec.init).name, epochs=model.meta.get("epochs"),
-                     train_time_s=model.meta.get("train_time_s"))
+                     train_time_s=model.meta.get("train_time_s"), features=model.features, pooling=model.pooling)
         if (model.hidden, model.layers) != (spec.hidden, spec.layers):
             raise InputError(f"is {model.hidden}x{model.layers}, the options ask for {spec.hidden}x{spec.layers}",
                              file=spec.init, key="arch")
+        wanted = (spec.features or model.features, spec.pooling or model.pooling)
+        if wanted != (model.features, model.pooling):   # same function, new inputs (statistics of tr)
+            try:
+                model = model.with_inputs(*wanted, F_all[tr], dt_all[tr])
+            except ValueError as exc:
+                raise InputError(str(exc), file=spec.init, key="arch.features") from None
     else:
-        model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers, descriptor_width=d_all.shape[-1]).to(dev)
-        model.fit_scaling(d_all[tr], F_all[tr], s_all[tr])
+        model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers, descriptor_width=d_all.shape[-1],
+                             features=spec.features or "F", pooling=spec.pooling or "mean").to(dev)
+        model.fit_scaling(d_all[tr], F_all[tr], s_all[tr], dt_all[tr])
+    v_all = (torch.as_tensor(data["fractions"], dtype=torch.float32, device=dev)
+             if model.pooling == "volume" else None)
+    if v_all is not None and v_all.shape != d_all.shape[:2]:
+        raise InputError(f"the model pools grain volumes, the microstructure inputs {tuple(d_all.shape)} are not "
+                         f"grain rows", file=files[0], key="fractions")
     y_all = model.scale_stress(s_all)
-    f_all = model.scale_F(F_all)   # scaled once: training then only runs the network
+    f_all = model.scale_path(F_all, dt_all)   # scaled once: training then only runs the network
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
     history, epoch0, best = [], 0, math.inf
     ckpt_path = out / "checkpoint.pt"
@@ -140,7 +156,8 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
         total, count = torch.zeros((), device=dev), 0   # summed on the device: no sync per batch
         for i in range(0, len(perm), spec.batch):
             idx = perm[i:i + spec.batch]
-            loss = torch.nn.functional.mse_loss(model.forward_prescaled(d_all[idx], f_all[idx]), y_all[idx])
+            v = v_all[idx] if v_all is not None else None
+            loss = torch.nn.functional.mse_loss(model.forward_prescaled(d_all[idx], f_all[idx], v), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip)
@@ -150,7 +167,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
         train_loss = float(total) / count
         with torch.no_grad():   # one forward pass gives the loss and the stresses
             model.eval()
-            y_val = model.forward_prescaled(d_all[va], f_all[va])
+            y_val = model.forward_prescaled(d_all[va], f_all[va], v_all[va] if v_all is not None else None)
             val_loss = float(torch.nn.functional.mse_loss(y_val, y_all[va]))
             val = error_stats(model.unscale_stress(y_val).double().cpu().numpy(), data["sigma_dev"][va])
         history.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss,
@@ -181,10 +198,18 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
 def _meta(data, files, spec, prior, history, n_train, n_val) -> dict:
     a = data["attrs"]
     return dict(trained_on=[Path(f).name for f in files], samples_train=n_train, initialised_from=prior, samples_val=n_val,
-                method=str(a["method"]), dt=float(a["dt"]), steps=int(a["steps"]), max_strain=float(a["max_strain"]),
+                method=str(a["method"]), dt=float(a["dt"]), dt_range=[float(data["dt"].min()), float(data["dt"].max())],
+                reference=_reference(a), steps=int(a["steps"]), max_strain=float(a["max_strain"]),
                 material=str(a["material"]), epochs=history[-1]["epoch"], train_time_s=history[-1]["time_s"],
                 val_eq5_MPa=history[-1]["val_eq5_MPa"], val_pct_peak=history[-1]["val_pct_peak"],
                 spec={k: v for k, v in asdict(spec).items() if v is not None})
+
+
+def _reference(attrs) -> str:
+    """What the labels of a data set are, in words (stored in the model's metadata)."""
+    if str(attrs["method"]) == "fullfield":
+        return f"full-field crystal plasticity (taylor K = 1 on the VE's {int(attrs['cells'])}^3 Voronoi grid)"
+    return "iso-strain crystal plasticity (taylor K = 20, the VE's grains as constituents)"
 
 
 def write_history_csv(history: list[dict], path: Path) -> None:
