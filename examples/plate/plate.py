@@ -22,7 +22,7 @@ config, descriptors = plate_case(cells=tuple(args.cells), K=20 if args.backend =
                                  backend=args.backend, increments=args.increments)
 case = Path(__file__).resolve().parent / "case"
 if descriptors is not None:
-    write_descriptors(case / "descriptors.h5", descriptors)
+    write_descriptors(case / "descriptors.h5", *descriptors)   # grain descriptors and volume fractions
 config.save(case)
 config.validate()
 summary = run(config)
