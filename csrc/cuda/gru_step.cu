@@ -1,7 +1,7 @@
 // Fused per-voxel GRU step (torch.nn.GRU semantics, gate order r, z, n) -- CUDA kernels.
 //
 // Same split step as csrc/cpu/gru_step.cpp:
-//   layer 1, precomputed : gx_1 = gx_const + f W_f^T (K = 9) is computed inside the gate kernel
+//   layer 1, precomputed : gx_1 = gx_const + f W_f^T (K = 9 or 19) is computed inside the gate kernel
 //                          (no GEMM, one memory-bound pass);
 //   layer 1, general     : gx_1 = x W_ih_1^T (GEMM into the workspace), + b_ih_1 in the gate kernel;
 //   layers l >= 2        : gx_l = h'_{l-1} W_ih_l^T (GEMM), + b_ih_l in the gate kernel;
@@ -136,7 +136,7 @@ __global__ void gates_kernel(int64_t N, int H, const float* __restrict__ gx,
   }
 }
 
-// Layer 1 of the precomputed path: gx = gx_const + f W_f^T with K small (9), fused.
+// Layer 1 of the precomputed path: gx = gx_const + f W_f^T with K small (9 or 19), fused.
 __global__ void gates_precomputed_kernel(int64_t N, int H, int K, const float* __restrict__ f,
                                          const float* __restrict__ wf,
                                          const float* __restrict__ gxc,

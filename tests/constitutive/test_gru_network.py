@@ -285,3 +285,19 @@ def test_save_load_round_trip_v2(tmp_path):
     torch.testing.assert_close(m2(d, F, dt, v), m(d, F, dt, v), rtol=0, atol=0)
     assert set(torch.load(tmp_path / "m.pt", weights_only=True)["scaling"]) == {
         "x_mean", "x_std", "d_min", "d_max", "s_min", "s_max"}
+
+
+def test_a_constant_feature_gets_no_weight_and_pooling_alone_can_change():
+    """Trained on one step time, ln dt is scaled to 0 and learns nothing: its weights are zero, so
+    another dt at run time does not act through random ones. A change of pooling keeps all weights."""
+    torch.manual_seed(0)
+    m = GRUSurrogate(hidden=32, mlp_width=16, features="F+dF+dt").double()
+    d, F = _data(4, 12, seed=99)
+    m.fit_scaling(d, F, torch.randn(4, 12, 6, dtype=torch.float64) * 50e6, 0.5)
+    assert float(m.x_std[18]) == 0 and m.input_layer.weight[:, 18].abs().max() == 0
+    assert m.input_layer.weight[:, :18].abs().min() > 0
+    torch.testing.assert_close(m(d, F, 2.0), m(d, F, 0.5), rtol=0, atol=0)
+    v = m.with_inputs("F+dF+dt", "volume", F, 0.5)
+    torch.testing.assert_close(v(d, F, 0.5, torch.full((4, 20), 0.05, dtype=torch.float64)), m(d, F, 0.5))
+    with pytest.raises(ValueError, match="converts 'F' features"):
+        v.with_inputs("F", "mean", F, 0.5)

@@ -142,6 +142,25 @@ def test_generate_layout_paths_and_resume(tmp_path):
         DG.generate(out, _spec(steps=10), workers=1, progress=False, log=lambda *a: None)
 
 
+def test_a_version_1_set_resumes(tmp_path):
+    """A set begun before step times were stored (version 1: no dt dataset, no dt_spread or
+    dt_levels attributes) continues with the same numbers."""
+    out = tmp_path / "v1.h5"
+    DG.generate(out, _spec(), workers=1, progress=False, log=lambda *a: None)
+    s = DG.read_dataset(out)["sigma_dev"]
+    with h5py.File(out, "a") as f:
+        del f["dt"]
+        for k in ("dt_spread", "dt_levels"):
+            del f.attrs[k]
+        f.attrs["version"] = 1
+        f["chunk_done"][1] = False
+    np.testing.assert_array_equal(DG.read_dataset(out)["dt"], np.full(4, 0.5))
+    DG.generate(out, _spec(), workers=1, progress=False, log=lambda *a: None)
+    data = DG.read_dataset(out)
+    np.testing.assert_array_equal(data["sigma_dev"], s)
+    np.testing.assert_array_equal(data["dt"], np.full(8, 0.5))
+
+
 def test_step_times_scale_the_flow_stress_by_the_rate_sensitivity(tmp_path):
     """Paths at 16 times the rate: once the grains flow, phenopowerlaw's (1 + ...) rate law
     (n = 20) raises the stress by 16**(1/20) = 1.149 at the same slip resistance; the data set

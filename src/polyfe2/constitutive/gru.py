@@ -186,6 +186,8 @@ class GRUBackend(Backend):
         J = torch.where(ok, J, torch.ones_like(J))
         R, U = polar_decomposition(Fs)
         U32 = U.to(torch.float32)
+        if "U" not in state:   # a restart point written before the committed stretch was kept
+            state = dict(state, U=polar_decomposition(F_0)[1].to(torch.float32))
         if self._fused is None:
             s_dev, h_new = self.model.step(U32, state["m"], state["h"], state["U"], dt)
         else:

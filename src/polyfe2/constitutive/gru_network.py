@@ -47,6 +47,7 @@ Checkpoints
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional, Tuple
 
@@ -182,8 +183,10 @@ class GRUSurrogate(nn.Module):
         if F_prev is None or dt is None:
             raise ValueError("features 'F+dF+dt' need F_prev and dt")
         df = f - isochoric(F_prev).reshape(F_prev.shape[:-2] + (9,))
-        dt = torch.as_tensor(dt, dtype=F.dtype, device=F.device)
-        log_dt = torch.log(dt).expand(F.shape[:-2])[..., None]
+        if isinstance(dt, (int, float)):   # the solver's case: no host-to-device copy
+            log_dt = torch.full(F.shape[:-2] + (1,), math.log(dt), dtype=F.dtype, device=F.device)
+        else:
+            log_dt = torch.log(torch.as_tensor(dt, dtype=F.dtype, device=F.device)).expand(F.shape[:-2])[..., None]
         return torch.cat([f, df, log_dt], dim=-1)
 
     def path_features(self, F_path: Tensor, dt=None) -> Tensor:
@@ -233,6 +236,10 @@ class GRUSurrogate(nn.Module):
         else:
             self.x_mean.copy_(x.mean(0))
             self.x_std.copy_(x.std(0) if x.shape[0] > 1 else torch.ones_like(self.x_std))
+            # a feature the data hold constant (e.g. ln dt of one step time) is scaled to 0 in
+            # training and gets no gradient: its weights are zeroed, so other values do not act
+            # through untrained weights
+            self.input_layer.weight[:, :self.n_features][:, self.x_std == 0] = 0.0
         d = descriptors.reshape(-1, descriptors.shape[-1])
         s = sigma_dev.reshape(-1, 6)
         for name, v in (("d", d), ("s", s)):
@@ -354,23 +361,22 @@ class GRUSurrogate(nn.Module):
 
     @torch.no_grad()
     def with_inputs(self, features: str, pooling: str, F_paths: Tensor, dt=None) -> "GRUSurrogate":
-        """A copy of this (``'F'``) model taking ``features`` and ``pooling``, the start of a fine-tune.
+        """A copy of this model taking ``features`` and ``pooling``, the start of a fine-tune.
 
-        The new statistics come from ``F_paths`` (B, T, 3, 3) and ``dt``. The input layer is
-        re-expressed exactly: with the same F the copy gives this model's outputs; the new
-        feature columns (increment, ``ln dt``) start at zero weight. Volume pooling equals the
-        mean pooling for equal fractions."""
-        if self.features != "F":
-            raise ValueError(f"converts a model with 'F' features, this one has {self.features!r}")
-        arch = dict(self.arch, features=features, pooling=pooling)
-        new = type(self)(**arch).to(self.output_layer.weight.dtype)
+        Pooling has no weights of its own: volume pooling equals the mean for equal fractions.
+        From ``'F'`` to ``'F+dF+dt'`` the new statistics come from ``F_paths`` (B, T, 3, 3) and
+        ``dt``, and the input layer is re-expressed exactly: with the same F the copy gives this
+        model's outputs; the new feature columns (increment, ``ln dt``) start at zero weight."""
+        like = self.output_layer.weight
+        new = type(self)(**dict(self.arch, features=features, pooling=pooling)).to(device=like.device, dtype=like.dtype)
+        if features == self.features:
+            new.load_state_dict(self.state_dict())
+            return new
+        if (self.features, features) != ("F", "F+dF+dt"):
+            raise ValueError(f"converts 'F' features to 'F+dF+dt', not {self.features!r} to {features!r}")
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(("input_layer.", "F_min", "F_max"))}
         new.load_state_dict(own, strict=False)
-        if features == "F":
-            new.F_min.copy_(self.F_min), new.F_max.copy_(self.F_max)
-            new.input_layer.load_state_dict(self.input_layer.state_dict())
-            return new
-        x = new.path_features(F_paths.to(new.x_mean.dtype), dt).reshape(-1, new.n_features)
+        x = new.path_features(F_paths.to(device=like.device, dtype=like.dtype), dt).reshape(-1, new.n_features)
         new.x_mean.copy_(x.mean(0))
         new.x_std.copy_(x.std(0))
         sd = torch.where(new.x_std > 0, new.x_std, torch.ones_like(new.x_std))
@@ -425,4 +431,5 @@ class GRUSurrogate(nn.Module):
             raise InputError(f"bad architecture ({type(exc).__name__}: {exc})", file=path, key="arch") from None
         load_weights(model, ckpt["state_dict"], path)
         model.meta = ckpt.get("meta", {})
+        model.checkpoint_version = ckpt["version"]
         return model

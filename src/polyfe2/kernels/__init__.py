@@ -7,7 +7,8 @@ state; only the deformation changes. The step is therefore split:
   ``gh_l = W_hh_l h_l + b_hh_l`` for every layer and, when the input layer is *linear*
   (``x = W_in_F f + W_in_m m + b_in``), ``gx_const = W_ih_1 (W_in_m m + b_in) + b_ih_1``;
 * per evaluation, :func:`gru_step_precomputed` (linear input layer: ``gx_1 = gx_const + W_f f``
-  with ``W_f = W_ih_1 W_in_F``, a K = 9 product) or :func:`gru_step` (general: the caller passes
+  with ``W_f = W_ih_1 W_in_F``, a K = 9 or 19 product over the surrogate's step features) or
+  :func:`gru_step` (general: the caller passes
   ``x`` -- use it when the input layer has an activation -- and ``gx_1 = W_ih_1 x + b_ih_1``);
   then ``gx_l = W_ih_l h'_{l-1} + b_ih_l`` and torch.nn.GRU's gates with the precomputed
   ``gh_l``. Optionally the output projection ``y = W_out h'_L + b_out`` is fused.
@@ -228,7 +229,7 @@ def gru_step_precomputed(f: Tensor, gx_const: Tensor, w_f: Tensor, h: Tensor, gh
                          out_y: Optional[Tensor] = None):
     """Split GRU step for a *linear* input layer: ``gx_1 = gx_const + f w_f^T``.
 
-    ``f`` (N, 9) (any small K), ``gx_const`` (N, 3H) and ``gh`` (L, N, 3H) from
+    ``f`` (N, K) (any small K; the surrogate's 9 or 19 step features), ``gx_const`` (N, 3H) and ``gh`` (L, N, 3H) from
     :func:`precompute`, ``w_f = W_ih_1 W_in_F`` (3H, K) (:func:`fold_input_weights`),
     ``w_ih``/``b_ih`` lists of L - 1 tensors for layers 2..L. Other arguments as :func:`gru_step`.
     """

@@ -224,10 +224,27 @@ def compute_chunk(spec: DatagenSpec, c: int, phase: dict) -> dict:
 def _open(path: Path, spec: DatagenSpec, phase: dict):
     n, T, G = spec.n_ve * spec.paths_per_ve, spec.steps, N_GRAINS
     attrs = dict(asdict(spec), format=DATASET_FORMAT, version=DATASET_VERSION, material=yaml.safe_dump(phase))
+    if spec.dt_levels == 1 and _version(path) == 1:   # a set of one step time, begun before dt was stored
+        attrs = {k: v for k, v in attrs.items() if k not in ("dt_spread", "dt_levels")}
+        f = open_chunked(path, dict(attrs, version=1), {}, spec.n_chunks)
+        if "dt" not in f:
+            f.create_dataset("dt", (n,), dtype="f8", fillvalue=float(spec.dt))
+        return f
     return open_chunked(path, attrs, {
         "descriptor": ((n, G, 7), "f8"), "fractions": ((n, G), "f8"), "F": ((n, T + 1, 3, 3), "f8"),
         "sigma_dev": ((n, T, 6), "f8", np.nan), "dt": ((n,), "f8", np.nan), "failed": ((n,), bool), "ve": ((n,), np.int64),
         "path": ((n,), np.int64), "texture": ((n,), "S16")}, spec.n_chunks)
+
+
+def _version(path: Path) -> int | None:
+    """The ``version`` attribute of an existing data set, else None."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f.attrs.get("version", 0))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def generate(out: Path, spec: DatagenSpec, phase: dict | None = None, workers: int | None = None,

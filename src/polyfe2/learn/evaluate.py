@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..constitutive.gru_network import CHECKPOINT_VERSION, GRUSurrogate
+from ..constitutive.gru_network import GRUSurrogate
 from ..mechanics import voigt_to_tensor
 from .datagen import read_dataset
 
@@ -114,8 +114,8 @@ def label_gap(reference: dict, other: dict, reference_file, other_file) -> dict:
     the same VEs and load paths, e.g. iso-strain against full-field labels)."""
     from ..errors import InputError
 
-    same = (reference["F"].shape == other["F"].shape and np.allclose(reference["F"], other["F"])
-            and np.allclose(reference["descriptor"], other["descriptor"]) and np.allclose(reference["dt"], other["dt"]))
+    same = (reference["F"].shape == other["F"].shape and reference["descriptor"].shape == other["descriptor"].shape
+            and np.allclose(reference["F"], other["F"]) and np.allclose(reference["descriptor"], other["descriptor"]) and np.allclose(reference["dt"], other["dt"]))
     if not same:
         raise InputError(f"its VEs, paths or step times differ from those of {reference_file}", file=other_file,
                          key="F")
@@ -133,7 +133,7 @@ def evaluate_sets(model_path: Path, sets: dict[str, Path], out: Path, descriptor
     (``report['label_gaps']['other vs reference']``)."""
     out.mkdir(parents=True, exist_ok=True)
     model = GRUSurrogate.load(model_path)
-    report = {"model": str(model_path), "checkpoint_version": CHECKPOINT_VERSION, "meta": model.meta, "sets": {}}
+    report = {"model": str(model_path), "checkpoint_version": model.checkpoint_version, "meta": model.meta, "sets": {}}
     for a, b in label_gaps:
         ra, rb = (read_dataset(sets[k], include_failed=True) for k in (a, b))
         report.setdefault("label_gaps", {})[f"{b} vs {a}"] = label_gap(ra, rb, sets[a], sets[b])

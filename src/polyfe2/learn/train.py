@@ -109,7 +109,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
         wanted = (spec.features or model.features, spec.pooling or model.pooling)
         if wanted != (model.features, model.pooling):   # same function, new inputs (statistics of tr)
             try:
-                model = model.with_inputs(*wanted, F_all[tr], dt_all[tr])
+                model = model.with_inputs(*wanted, F_all[tr], dt_all[tr]).to(dev)
             except ValueError as exc:
                 raise InputError(str(exc), file=spec.init, key="arch.features") from None
     else:
