@@ -26,7 +26,8 @@ bench: kernels
 	$(PY) benchmarks/bench_gru_kernels.py
 	$(PY) benchmarks/bench_gru_backend.py
 
-# The shipped GRU surrogate from scratch: data (taylor K = 20 labels), training, held-out report.
+# The shipped GRU surrogate from scratch: iso-strain (taylor K = 20) then full-field labels, training,
+# held-out report (about 7 h on 2 cores).
 GRU := results/gru_model
 gru-model: kernels
 	bash tools/make_gru_model.sh $(VENV) $(GRU)

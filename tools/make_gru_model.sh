@@ -47,12 +47,13 @@ gen --out "$OUT/train_dt_s0.h5" --n-ve 2400 --paths-per-ve 4 --seed 0 --chunk 32
 "$P" train gru "$OUT/train_dt_s0.h5" --out "$OUT/inputs" --init "$OUT/finetune4/model.pt" \
   --features F+dF+dt --pooling volume --epochs 8 --batch 32 --lr 3e-4 --threads 1
 # stage 7: full-field labels (taylor K = 1 on each VE's 8^3 Voronoi grid: 0.5 MPa from 16^3 labels,
-# 4 s per 100-step path on one core), one path per VE; fine-tune on them
+# 4 s per 100-step path on one core: 1808 paths in 2 x 60 min), one path per VE; fine-tune on them,
+# 40 epochs (5 min on 2 cores)
 ff_opts=(--method fullfield --cells 8 --paths-per-ve 1 --chunk 16 "${dt_opts[@]}")
-gen --out "$OUT/train_fullfield8.h5" --n-ve FF_A --seed 20 "${ff_opts[@]}"
-gen --out "$OUT/train_fullfield8_b.h5" --n-ve FF_B --seed 21 "${ff_opts[@]}"
+gen --out "$OUT/train_fullfield8.h5" --n-ve 1056 --seed 20 "${ff_opts[@]}"
+gen --out "$OUT/train_fullfield8_b.h5" --n-ve 752 --seed 21 "${ff_opts[@]}"
 "$P" train gru "$OUT/train_fullfield8.h5" "$OUT/train_fullfield8_b.h5" --out "$OUT/fullfield" \
-  --init "$OUT/inputs/model.pt" FF_TRAIN_OPTS
+  --init "$OUT/inputs/model.pt" --epochs 40 --batch 16 --lr 1e-4 --threads 2
 
 sets=("seen_ve_new_paths=$OUT/test_seen_ve_new_paths.h5" "unseen_ve=$OUT/test_unseen_ve.h5")
 for k in uniaxial_tension plane_strain pure_shear; do sets+=("$k=$OUT/test_idealised_$k.h5"); done

@@ -116,7 +116,7 @@ def _cmd_train_gru(args) -> int:
     spec = TrainSpec(epochs=args.epochs, batch=args.batch, lr=args.lr, hidden=args.hidden,
                      layers=args.layers, val_fraction=args.val_fraction, seed=args.seed,
                      threads=args.threads, max_minutes=args.max_minutes, init=args.init, device=args.device,
-                     features=args.features, pooling=args.pooling)
+                     features=args.features, pooling=args.pooling, augment=args.augment)
     files = [Path(p) for p in args.data]
     descriptors, name = None, "grains"
     if args.fingerprint:
@@ -226,6 +226,9 @@ def _add_gru_commands(sub) -> None:
     g.add_argument("--pooling", choices=GRU_POOLINGS, default=None,
                    help="grain pooling: mean, or volume (weighted by the grains' volume fractions); "
                         "default: mean for a new model, --init's otherwise")
+    g.add_argument("--augment", action="store_true",
+                   help="every epoch, each training sample in a random one of the cube's 24 rotations (seeds, "
+                        "grains, path and stress rotated together: an exact copy of the VE in another frame)")
     g.add_argument("--fingerprint", default=None, metavar="METHOD",
                    help="microstructure input: this fingerprint of each VE (vae, vit, fm) instead of its grain rows")
     g.add_argument("--fingerprint-weights", default=None, help="weights of --fingerprint (default: the shipped ones)")

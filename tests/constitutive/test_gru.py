@@ -239,3 +239,16 @@ def test_mixed_bc_run_with_a_descriptor_per_voxel(tmp_path):
     assert summary.increments == 4 and summary.cutbacks == 0
     P = curve_tensor(curve, "P_MPa")
     assert abs(P[1, 1]) < 1e-3 * abs(P).max() and abs(P[2, 2]) < 1e-3 * abs(P).max()
+
+
+def test_a_shipped_model_is_found_by_its_name(tmp_path):
+    """``model: gru_aluminium_v3.pt`` (no such file next to the run) selects the shipped iso-strain
+    model; the default is the shipped full-field one."""
+    desc = descriptors(tmp_path / "d.h5", 2)
+    v3 = registry.get("gru")(AL, {"model": "gru_aluminium_v3.pt", "descriptors": str(desc)}, base_dir=tmp_path)
+    assert v3.model_file.name == "gru_aluminium_v3.pt" and v3.model.features == "F"
+    assert v3.model.meta["method"] == "taylor"
+    default = registry.get("gru")(AL, {"descriptors": str(desc)}, base_dir=tmp_path)
+    assert default.model.meta["method"] == "fullfield" and default.model.pooling == "volume"
+    with pytest.raises(InputError, match="not found"):
+        registry.get("gru")(AL, {"model": "sub/gru_aluminium_v3.pt", "descriptors": str(desc)}, base_dir=tmp_path)

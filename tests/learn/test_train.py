@@ -101,6 +101,19 @@ def test_fine_tune_with_new_inputs(data, tmp_path):
               progress=False, log=lambda *a: None)
 
 
+def test_rotation_augmentation_trains_on_rotated_copies(data, tmp_path):
+    """With --augment the training loss is taken on rotated copies (rotation 0 is the data as
+    they are), so it differs from the plain run's from the first epoch on; validation stays on
+    the unrotated samples."""
+    spec = TrainSpec(epochs=1, batch=8, lr=3e-3, hidden=32, val_fraction=0.1, threads=2)
+    plain = train([data], tmp_path / "plain", spec, progress=False, log=lambda *a: None)
+    aug = train([data], tmp_path / "aug", TrainSpec(**{**spec.__dict__, "augment": True}), progress=False,
+                log=lambda *a: None)
+    rows = [next(csv.DictReader(open(r["model"].parent / "history.csv"))) for r in (plain, aug)]
+    assert np.isfinite(float(rows[1]["train_loss"])) and rows[0]["train_loss"] != rows[1]["train_loss"]
+    assert GRUSurrogate.load(aug["model"]).meta["spec"]["augment"] is True
+
+
 def test_label_gap_of_two_label_sets(data, tmp_path, capsys):
     assert main(["train", "gru", str(data), "--out", str(tmp_path / "t"), "--epochs", "1", "--hidden", "16",
                  "--batch", "16", "--no-progress"]) == 0

@@ -38,13 +38,16 @@ from . import crystal
 from .base import Backend, MaterialPoints, Response, State
 from .registry import register
 
-#: the model shipped with the package (used when ``backend_options/model`` is not given)
-SHIPPED_MODEL = "gru_aluminium_v3.pt"
+#: the model shipped with the package (used when ``backend_options/model`` is not given; it
+#: follows full-field crystal plasticity). ``gru_aluminium_v3.pt``, also shipped, follows the
+#: iso-strain (taylor K = 20) labels; ``model: gru_aluminium_v3.pt`` selects it by name.
+SHIPPED_MODEL = "gru_aluminium_v4.pt"
 _SETUP_CHUNK = 32768
 
 
-def shipped_model_path() -> Path:
-    return Path(str(resources.files("polyfe2") / "models" / SHIPPED_MODEL))
+def shipped_model_path(name: str = SHIPPED_MODEL) -> Path:
+    """A model file shipped with the package (default: the one the backend uses)."""
+    return Path(str(resources.files("polyfe2") / "models" / name))
 
 
 @register("gru")
@@ -57,7 +60,8 @@ class GRUBackend(Backend):
         material.yaml phase; ``mechanical/elastic`` (``C_11``, ``C_12``, ``C_44``) gives the bulk
         modulus and the reference stiffness. ``plastic`` is what the model was trained for.
     options : mapping, optional
-        ``model`` -- model file (.pt, relative to the run config); default the shipped model;
+        ``model`` -- model file (.pt, relative to the run config, or the name of a shipped model);
+        default the shipped model;
         ``descriptors`` -- HDF5 file with a dataset ``descriptor`` (n_materials, G, 7), rows
         ``[x, y, z, q0..q3]`` (:data:`polyfe2.microstructure.descriptor.DESCRIPTOR_LAYOUT`), the sample of every
         material ID, and optionally ``fractions`` (n_materials, G), the grains' volume fractions
@@ -79,7 +83,8 @@ class GRUBackend(Backend):
     options_schema = Schema("backend_options (gru)", {
         "descriptors": Field("file", "HDF5 file with dataset 'descriptor' (n_materials, 20, 7) and optionally "
                              "'fractions' (n_materials, 20), relative to the run config"),
-        "model": Field("file", "model file (.pt), relative to the run config; default: the shipped model",
+        "model": Field("file", "model file (.pt), relative to the run config, or a shipped model's name "
+                       "(gru_aluminium_v4.pt, gru_aluminium_v3.pt); default: gru_aluminium_v4.pt",
                        default=None),
         "kernels": Field("choice", "compiled kernels when built (auto), the split step in torch (reference) "
                          "or nn.GRU every evaluation (torch)", default="auto", choices=("auto", "reference", "torch")),
@@ -93,6 +98,9 @@ class GRUBackend(Backend):
         base = Path(base_dir) if base_dir is not None else Path(".")
         self.descriptor_file = base / str(o["descriptors"])
         self.model_file = base / str(o["model"]) if o["model"] else shipped_model_path()
+        bare = o["model"] and Path(str(o["model"])).name == str(o["model"])
+        if bare and not self.model_file.exists() and shipped_model_path(str(o["model"])).exists():
+            self.model_file = shipped_model_path(str(o["model"]))   # a shipped model by its file name
         self.model = GRUSurrogate.load(self.model_file).float().eval()
         if self.model.arch["descriptor_width"] != DESCRIPTOR_WIDTH:
             raise InputError(f"the model takes microstructure fingerprints of width {self.model.arch['descriptor_width']}; "

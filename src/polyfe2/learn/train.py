@@ -47,11 +47,12 @@ class TrainSpec:
     device: str = "auto"         # auto | cpu | cuda[:N]; the data and the model live there
     features: str | None = None  # FEATURES; None: 'F' for a new model, the init model's otherwise
     pooling: str | None = None   # POOLINGS; None: 'mean' for a new model, the init model's otherwise
+    augment: bool = False        # every epoch, every training sample in one of the cube's 24 rotations
 
 
 #: options that must match to resume (epochs, threads, device and the time limit may change)
 _RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip", "init", "features",
-                "pooling")
+                "pooling", "augment")
 
 
 def load_training_data(files: list[Path]) -> dict:
@@ -89,6 +90,9 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     data = load_training_data(files)
     tr, va = _split(len(data["F"]), spec.val_fraction, spec.seed)
     if descriptors is not None:
+        if spec.augment:
+            raise InputError("rotates grain rows; microstructure fingerprints cannot be rotated", file="command line",
+                             key="augment")
         if len(descriptors) != len(data["F"]):
             raise ValueError(f"{len(descriptors)} descriptors for {len(data['F'])} samples")
         data["descriptor"] = np.asarray(descriptors)
@@ -123,6 +127,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
                          f"grain rows", file=files[0], key="fractions")
     y_all = model.scale_stress(s_all)
     f_all = model.scale_path(F_all, dt_all)   # scaled once: training then only runs the network
+    rotated = _rotated_training_copies(data, tr, model, dev) if spec.augment else None
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
     history, epoch0, best = [], 0, math.inf
     ckpt_path = out / "checkpoint.pt"
@@ -153,11 +158,19 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
             g["lr"] = lr_at(epoch)
         model.train()
         perm = torch.as_tensor(rng.permutation(tr), device=dev)   # one copy per epoch
+        if rotated is not None:   # a rotation per training sample and epoch (row k of tr: rotated[.][:, k])
+            row = torch.as_tensor(np.searchsorted(tr, perm.cpu().numpy()), device=dev)
+            rot = torch.as_tensor(rng.integers(0, rotated[0].shape[0], size=len(tr)), device=dev)
         total, count = torch.zeros((), device=dev), 0   # summed on the device: no sync per batch
         for i in range(0, len(perm), spec.batch):
             idx = perm[i:i + spec.batch]
             v = v_all[idx] if v_all is not None else None
-            loss = torch.nn.functional.mse_loss(model.forward_prescaled(d_all[idx], f_all[idx], v), y_all[idx])
+            if rotated is None:
+                d_b, f_b, y_b = d_all[idx], f_all[idx], y_all[idx]
+            else:
+                r, k = rot[i:i + spec.batch], row[i:i + spec.batch]
+                d_b, f_b, y_b = (t[r, k] for t in rotated)
+            loss = torch.nn.functional.mse_loss(model.forward_prescaled(d_b, f_b, v), y_b)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip)
@@ -193,6 +206,23 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     return dict(model=out / "model.pt", epochs=last.get("epoch"), stopped_by=stopped,
                 best_epoch=best_row.get("epoch"), val_eq5_MPa=best_row.get("val_eq5_MPa"),
                 val_pct_peak=best_row.get("val_pct_peak"), train_time_min=round(last.get("time_s", 0) / 60, 1))
+
+
+def _rotated_training_copies(data, tr, model, dev):
+    """(descriptors, scaled features, scaled stress) of the training samples in each of the cube's
+    24 rotations (:mod:`.symmetry`), stacked on a first axis (rotation 0 is the identity)."""
+    from .symmetry import cube_rotations, rotate_samples
+
+    out = ([], [], [])
+    for Q in cube_rotations():
+        d, F, s = rotate_samples(data["descriptor"][tr], data["F"][tr], data["sigma_dev"][tr], Q)
+        F = torch.as_tensor(F[:, 1:], dtype=torch.float32, device=dev)
+        dt = torch.as_tensor(data["dt"][tr], dtype=torch.float32, device=dev)
+        with torch.no_grad():
+            out[0].append(torch.as_tensor(d, dtype=torch.float32, device=dev))
+            out[1].append(model.scale_path(F, dt))
+            out[2].append(model.scale_stress(torch.as_tensor(s, dtype=torch.float32, device=dev)))
+    return tuple(torch.stack(t) for t in out)
 
 
 def _meta(data, files, spec, prior, history, n_train, n_val) -> dict:
