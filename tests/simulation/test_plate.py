@@ -34,9 +34,11 @@ def test_gru_plate_has_one_descriptor_per_material(tmp_path):
         write_plate_case(tmp_path / "k4", cells=(8, 8, 1), K=4, backend="gru")
 
 
-def test_gru_demo_runs_with_the_shipped_model_and_follows_taylor(tmp_path, capsys):
-    """The crack demo with a 20-grain sample per voxel; the same files run with taylor (each
-    voxel a K = 20 iso-strain point: the surrogate's training labels) give the reference."""
+def test_gru_demo_runs_with_the_shipped_models_around_taylor(tmp_path, capsys):
+    """The crack demo with a 20-grain sample per voxel. The same files run with taylor (each voxel
+    a K = 20 iso-strain point) give the iso-strain answer: ``gru_aluminium_v3``, trained on those
+    labels, follows it; the default ``gru_aluminium_v4`` follows full-field crystal plasticity,
+    which is softer than the iso-strain bound."""
     from polyfe2.io import read_curve
     from polyfe2.simulation.runner import run
 
@@ -44,17 +46,21 @@ def test_gru_demo_runs_with_the_shipped_model_and_follows_taylor(tmp_path, capsy
                "--increments", "10", "--strain", "0.006", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "gru (model gru_aluminium_v3.pt" in out and "0 cutbacks" in out
-    gru = read_curve(tmp_path / "results" / "plate_curve.csv")
-    config = load_run_config(tmp_path / "run.yaml", {"backend": "taylor", "backend_options": {},
-                                                    "output": {"directory": "taylor", "xdmf": False}})
-    summary = run(config, progress=False, log=lambda *a: None)
-    taylor = read_curve(summary.files["curve (CSV)"])
-    P_gru, P_taylor = np.asarray(gru["P_11_MPa"]), np.asarray(taylor["P_11_MPa"])
+    assert "gru (model gru_aluminium_v4.pt" in out and "0 cutbacks" in out
+    v4 = np.asarray(read_curve(tmp_path / "results" / "plate_curve.csv")["P_11_MPa"])
+    curves = {}
+    for name, backend, options in (("taylor", "taylor", {}),
+                                   ("v3", "gru", {"descriptors": "descriptors.h5", "model": "gru_aluminium_v3.pt"})):
+        config = load_run_config(tmp_path / "run.yaml", {"backend": backend, "backend_options": options,
+                                                        "output": {"directory": name, "xdmf": False}})
+        curves[name] = np.asarray(read_curve(run(config, progress=False, log=lambda *a: None).files["curve (CSV)"])["P_11_MPa"])
+    P_taylor = curves["taylor"]
     assert P_taylor[-1] > 40
-    rel = np.abs(P_gru[1:] / P_taylor[1:] - 1)
-    # the shipped model is off by 6-9 % of peak per sample (report); the plate average is closer
+    rel = np.abs(curves["v3"][1:] / P_taylor[1:] - 1)
+    # v3 is off by 6-9 % of peak per sample (report); the plate average is closer
     assert rel.mean() < 0.08 and rel.max() < 0.2, rel
+    # v4 below the iso-strain bound once the grains flow, by about the labels' gap (10 % of peak)
+    assert 0.75 * P_taylor[-1] < v4[-1] < 0.99 * P_taylor[-1], (v4[-1], P_taylor[-1])
 
 
 def test_gru_demo_rejects_other_K(capsys):
