@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..constitutive.gru_network import GRUSurrogate
+from ..errors import InputError
 from ..mechanics import voigt_to_tensor
 from .datagen import read_dataset
 
@@ -112,10 +113,8 @@ def plot_examples(model: GRUSurrogate, data: dict, path: Path, n: int = 3) -> Pa
 def label_gap(reference: dict, other: dict, reference_file, other_file) -> dict:
     """Eq. 5 statistics of the labels of ``other`` against those of ``reference`` (two data sets of
     the same VEs and load paths, e.g. iso-strain against full-field labels)."""
-    from ..errors import InputError
-
-    same = (reference["F"].shape == other["F"].shape and reference["descriptor"].shape == other["descriptor"].shape
-            and np.allclose(reference["F"], other["F"]) and np.allclose(reference["descriptor"], other["descriptor"]) and np.allclose(reference["dt"], other["dt"]))
+    keys = ("F", "descriptor", "dt")
+    same = all(reference[k].shape == other[k].shape and np.allclose(reference[k], other[k]) for k in keys)
     if not same:
         raise InputError(f"its VEs, paths or step times differ from those of {reference_file}", file=other_file,
                          key="F")

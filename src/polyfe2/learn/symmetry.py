@@ -13,7 +13,7 @@ from __future__ import annotations
 import damask
 import numpy as np
 
-from ..mechanics import VOIGT_PAIRS
+from ..mechanics import tensor_to_voigt, voigt_to_tensor
 from ..microstructure.descriptor import make_descriptor
 
 __all__ = ["cube_rotations", "rotate_samples"]
@@ -30,7 +30,7 @@ def rotate_samples(descriptor: np.ndarray, F: np.ndarray, sigma_dev: np.ndarray,
     Parameters
     ----------
     descriptor : (n, G, 7) rows ``[x, y, z, q0..q3]``; F : (n, T+1, 3, 3); sigma_dev : (n, T, 6)
-        (Voigt order of :data:`polyfe2.mechanics.VOIGT_PAIRS`).
+        (:data:`polyfe2.mechanics.STRESS_ORDER`).
 
     Returns
     -------
@@ -39,9 +39,4 @@ def rotate_samples(descriptor: np.ndarray, F: np.ndarray, sigma_dev: np.ndarray,
     seeds = ((descriptor[..., :3] - 0.5) @ Q.T + 0.5) % 1.0
     R = damask.Rotation.from_quaternion(descriptor[..., 3:]).as_matrix() @ Q.T
     d = make_descriptor(seeds, damask.Rotation.from_matrix(R).as_quaternion())
-    i, j = np.array(VOIGT_PAIRS).T
-    S = np.zeros(sigma_dev.shape[:-1] + (3, 3))
-    S[..., i, j] = sigma_dev
-    S[..., j, i] = sigma_dev
-    S = Q @ S @ Q.T
-    return d, Q @ F @ Q.T, S[..., i, j]
+    return d, Q @ F @ Q.T, tensor_to_voigt(Q @ voigt_to_tensor(sigma_dev) @ Q.T)

@@ -214,10 +214,10 @@ def _rotated_training_copies(data, tr, model, dev):
     from .symmetry import cube_rotations, rotate_samples
 
     out = ([], [], [])
+    dt = torch.as_tensor(data["dt"][tr], dtype=torch.float32, device=dev)   # a rotation keeps the step times
     for Q in cube_rotations():
         d, F, s = rotate_samples(data["descriptor"][tr], data["F"][tr], data["sigma_dev"][tr], Q)
         F = torch.as_tensor(F[:, 1:], dtype=torch.float32, device=dev)
-        dt = torch.as_tensor(data["dt"][tr], dtype=torch.float32, device=dev)
         with torch.no_grad():
             out[0].append(torch.as_tensor(d, dtype=torch.float32, device=dev))
             out[1].append(model.scale_path(F, dt))
