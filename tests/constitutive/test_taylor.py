@@ -328,3 +328,35 @@ def test_chunked_update_gives_the_same_answer():
     for a, b in [(whole.P, chunked.P)] + [(whole.state[k], chunked.state[k]) for k in whole.state]:
         assert float((a - b).abs().max()) <= 1e-10 * float(a.abs().max())
     assert float(whole.state["gamma_sl"].abs().max()) > 0   # plastic
+
+
+def test_a_failing_step_is_substepped_like_the_explicit_substeps():
+    """A step too large for one implicit update (1 % in 0.05 s from the virgin state) fails
+    without substeps; with them the backend gives what two (four, ...) explicit half (quarter, ...)
+    steps give, committed one after the other, and keeps the other points as they were."""
+    q = damask.Rotation.from_random(6, rng_seed=5).as_quaternion().reshape(3, 2, 4)
+    I = torch.eye(3, dtype=D).expand(3, 3, 3)
+    F = torch.cat([stretch(0.0005), stretch(0.01), stretch(0.02)])
+    plain = get("taylor")(AL, {"substep_levels": 0})
+    st = plain.setup(points(q), "cpu", D)
+    r0 = plain.evaluate(F, I, 0.05, st)
+    assert r0.failed.tolist() == [False, True, True]
+    r = get("taylor")(AL).evaluate(F, I, 0.05, st)
+    assert not r.failed.any()
+    assert torch.equal(r.P[0], r0.P[0])
+    for i in (1, 2):   # the first number of substeps at which every substep converges
+        for level in range(1, 5):
+            m = 2**level
+            s = {k: t[i:i + 1] for k, t in st.items()}
+            ok = True
+            for j in range(1, m + 1):
+                rj = plain.evaluate(I[:1] + j / m * (F[i:i + 1] - I[:1]), I[:1] + (j - 1) / m * (F[i:i + 1] - I[:1]),
+                                    0.05 / m, s)
+                ok &= not bool(rj.failed.any())
+                s = plain.commit(rj.state)
+            if ok:
+                break
+        assert ok and level >= 1
+        assert torch.allclose(r.P[i], rj.P[0], rtol=1e-12, atol=1e-3)
+        assert torch.allclose(r.state["xi_sl"][i], s["xi_sl"][0], rtol=1e-12)
+    assert float(r.state["gamma_sl"][1:].sum()) > 0   # the substepped points did slip

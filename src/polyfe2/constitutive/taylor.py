@@ -21,9 +21,11 @@ N·K constituents, float64. Per constituent (no F_i, no thermal terms):
     y = y_0 + ẏ Δt, converged when |r_i| ≤ max(atol_i, rtol |y_i|) for every component.
 (7) P_k = F F_p⁻¹ S F_p⁻ᵀ, F_p regularised by det(F_p)^(1/3); P = Σ_k v_k P_k.
 
-Points that do not converge within the caps or give non-finite numbers are reported in
-``failed`` and answered with the elastic predictor (F_p = F_p0); nothing raises. DAMASK's own
-crystallite substepping is not done here: the solver's cutback takes its place.
+A point whose update does not converge is integrated again from its committed state in 2, 4,
+... equal substeps (F linear in time, Δt/n each) up to ``2**substep_levels``, as DAMASK's
+crystallite cuts a step that fails (phase_mechanical.f90, crystallite: subStep, subStepMinCryst).
+Points that still fail, or whose F is not admissible, are reported in ``failed`` and answered
+with the elastic predictor (F_p = F_p0); nothing raises. The solver then cuts the increment back.
 """
 from __future__ import annotations
 
@@ -73,6 +75,9 @@ class TaylorBackend(Backend):
                             low=0, open_low=True),
         "step_shrink_Lp": Field("number", "step shrink of the L_p Newton (DAMASK subStepSizeLp)", default=0.5,
                                 low=0, high=1, open_low=True, open_high=True),
+        "substep_levels": Field("integer", "a point that fails is integrated again in 2, 4, ..., 2**substep_levels "
+                                "substeps before it counts as failed (DAMASK's crystallite substepping; 0: none)",
+                                default=4, low=0, high=12),
     })
 
     def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None, phase_name="NAME"):
@@ -332,30 +337,68 @@ class TaylorBackend(Backend):
         N, K = state["v"].shape
         if N * K > self.chunk_crystals:   # bounded temporaries: the Newton's per-crystal Jacobians
             step = max(1, self.chunk_crystals // K)
-            parts = [self._evaluate(F[i:i + step], dt, {k: t[i:i + step] for k, t in state.items()})
+            parts = [self._evaluate(F[i:i + step], F_0[i:i + step], dt, {k: t[i:i + step] for k, t in state.items()})
                      for i in range(0, N, step)]
             return Response(P=torch.cat([r.P for r in parts]), failed=torch.cat([r.failed for r in parts]),
                             state={k: torch.cat([r.state[k] for r in parts]) for k in parts[0].state})
-        return self._evaluate(F, dt, state)
+        return self._evaluate(F, F_0, dt, state)
 
     #: crystals per chunk of :meth:`evaluate` (the answer does not depend on it)
     chunk_crystals = 1 << 16
 
-    def _evaluate(self, F: torch.Tensor, dt: float, state: State) -> Response:
+    def _evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
         v = state["v"]
         N, K = v.shape
         okF = self._admissible(F)
         Fs = torch.where(okF[:, None, None], F, torch.eye(3, dtype=F.dtype, device=F.device).expand_as(F))
         Pk, trial, ok = self.update_constituents(Fs[:, None].expand(N, K, 3, 3), dt, state)
+        failed = ~okF | ((~ok) & (v > 0)).any(dim=1)
+        retry = torch.nonzero(failed & okF & self._admissible(F_0)).squeeze(1)
+        if retry.numel() and self.options["substep_levels"] > 0:
+            sub = {k: t[retry] for k, t in state.items()}
+            done, P_sub, trial_sub = self._substepped(F_0[retry], Fs[retry], dt, sub)
+            keep = retry[done]
+            Pk[keep] = P_sub[done]
+            for k in trial:
+                trial[k][keep] = trial_sub[k][done]
+            failed[keep] = False
         # a failed point (any constituent with v > 0, or an inadmissible F) keeps the committed state
         # in all its constituents and answers with the elastic predictor (F_p = F_p0)
-        failed = ~okF | ((~ok) & (v > 0)).any(dim=1)
         if bool(failed.any()):
             trial = keep_committed(trial, state, failed)
             Pk = torch.where(failed[:, None, None, None], self._predictor(Fs, state), Pk)
         P = torch.einsum("nk,nkij->nij", v, Pk)
         P = torch.where(okF[:, None, None], P, torch.zeros_like(P))
         return Response(P=P, state=trial, failed=failed)
+
+    def _substepped(self, F_0: torch.Tensor, F: torch.Tensor, dt: float, state: State):
+        """The step from ``F_0`` to ``F`` (n,3,3) in 2, 4, ... equal substeps from the committed
+        ``state``: a point is done at the first level at which every substep converges.
+
+        Returns done (n,) bool, P_k (n,K,3,3) and the trial state of the done points."""
+        n, K = state["v"].shape
+        done = torch.zeros(n, dtype=torch.bool, device=F.device)
+        Pk, trial = None, None
+        for level in range(1, int(self.options["substep_levels"]) + 1):
+            todo = torch.nonzero(~done).squeeze(1)
+            if todo.numel() == 0:
+                break
+            m = 2**level
+            st = {k: t[todo] for k, t in state.items()}
+            ok = torch.ones(todo.numel(), dtype=torch.bool, device=F.device)
+            for j in range(1, m + 1):
+                Fj = F_0[todo] + (j / m) * (F[todo] - F_0[todo])
+                P_j, st, ok_j = self.update_constituents(Fj[:, None].expand(-1, K, 3, 3), dt / m, st)
+                ok &= ~((~ok_j) & (st["v"] > 0)).any(dim=1)
+            if Pk is None:
+                Pk = torch.zeros((n,) + P_j.shape[1:], dtype=P_j.dtype, device=P_j.device)
+                trial = {k: t.new_zeros((n,) + t.shape[1:]) for k, t in st.items()}
+            win = todo[ok]
+            Pk[win] = P_j[ok]
+            for k in trial:
+                trial[k][win] = st[k][ok]
+            done[win] = True
+        return done, Pk, trial
 
     @staticmethod
     def _admissible(F: torch.Tensor) -> torch.Tensor:

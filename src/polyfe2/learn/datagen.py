@@ -119,7 +119,7 @@ def taylor_labels(descriptors: np.ndarray, fractions: np.ndarray, F_paths: np.nd
                                                 substeps_max)
         return sigma, failed
     dt = float(dts[0]) if dts.size else 1.0
-    backend = TaylorBackend(phase or default_phase())
+    backend = TaylorBackend(phase or default_phase(), {"substep_levels": substeps_max})
     dtype = torch.float64
     n_samples, T = F_paths.shape[0], F_paths.shape[1] - 1
     points = MaterialPoints(torch.as_tensor(descriptors[..., 3:], dtype=dtype),
@@ -129,35 +129,11 @@ def taylor_labels(descriptors: np.ndarray, fractions: np.ndarray, F_paths: np.nd
     P_out = np.zeros((n_samples, T, 3, 3))
     failed = np.zeros(n_samples, dtype=bool)
     for n in range(T):
-        r = backend.evaluate(Fp[:, n + 1], Fp[:, n], dt, state)
-        bad = r.failed
-        if bad.any():   # substeps for the points that failed, from their committed state
-            idx = torch.nonzero(bad).squeeze(1)
-            sub = {k: v[idx] for k, v in state.items()}
-            ok_sub, P_sub, st_sub = _substep(backend, Fp[idx, n], Fp[idx, n + 1], dt, sub, substeps_max)
-            r.P[idx] = P_sub
-            for k in r.state:
-                r.state[k][idx] = st_sub[k]
-            failed[idx[~ok_sub].numpy()] = True
+        r = backend.evaluate(Fp[:, n + 1], Fp[:, n], dt, state)   # the backend substeps a point that fails
+        failed |= r.failed.numpy()
         state = backend.commit(r.state)
         P_out[:, n] = r.P.numpy()
     return average_sigma_dev(P_out, F_paths[:, 1:]), failed
-
-
-def _substep(backend, F0, F1, dt, state, levels):
-    """Split a step into 2, 4, ... equal substeps (linear F) until every point converges."""
-    for level in range(1, levels + 1):
-        n = 2**level
-        st = state
-        ok = torch.ones(F0.shape[0], dtype=torch.bool)
-        for k in range(n):
-            a, b = k / n, (k + 1) / n
-            r = backend.evaluate(F0 + b * (F1 - F0), F0 + a * (F1 - F0), dt / n, st)
-            ok &= ~r.failed
-            st = backend.commit(r.state)
-        if ok.all() or level == levels:
-            return ok, r.P, st
-    raise AssertionError("unreachable")
 
 
 def fullfield_labels(descriptor: np.ndarray, F_path: np.ndarray, dt: float, phase: dict | None = None,
