@@ -107,6 +107,10 @@ def test_missing_fractions_are_measured_and_bad_ones_refused(tmp_path):
     measured = b.point_data(np.array([0, 1]))["fractions"].numpy()
     np.testing.assert_allclose(measured, np.stack([D.grain_fractions(x) for x in d.numpy()]))
     np.testing.assert_allclose(measured.sum(1), 1.0)
+    assert "grain fractions measured for 2 materials" in b.describe()
+    given, _, _ = backend(tmp_path / "given", n=2, model_kw=kw, fractions=measured)
+    given.point_data(np.array([0, 1]))
+    assert "measured" not in given.describe()
     with pytest.raises(InputError, match=r"d\.h5.*fractions"):
         backend(tmp_path / "bad", n=2, model_kw=kw, fractions=-np.ones((2, 20)))
 

@@ -111,7 +111,9 @@ class GRUBackend(Backend):
     def describe(self) -> str:
         impl = {"torch": "nn.GRU step per evaluation", "reference": "split step in torch"}.get(
             self.options["kernels"], self._fused.backend_info() if self._fused is not None else "not set up")
-        return f"gru (model {self.model_file.name}, {impl})"
+        measured = getattr(self, "_measured_fractions", 0)
+        note = f", grain fractions measured for {measured} materials (none in the descriptor file)" if measured else ""
+        return f"gru (model {self.model_file.name}, {impl}{note})"
 
     # ------------------------------------------------------------------------------------------
     def point_data(self, material_ids: np.ndarray) -> dict[str, torch.Tensor]:
@@ -143,6 +145,7 @@ class GRUBackend(Backend):
                 used = np.unique(material_ids)
                 v = np.zeros(d.shape[:2])
                 v[used] = [grain_fractions(d[i]) for i in used]
+                self._measured_fractions = len(used)   # said in the run log (describe)
             elif v.shape != d.shape[:2] or not np.isfinite(v).all() or (v < 0).any() or (v.sum(1) <= 0).any():
                 raise InputError(f"expected finite non-negative (n_materials, G) = {d.shape[:2]} with positive "
                                  f"row sums, got shape {v.shape}", file=f, key="fractions")
