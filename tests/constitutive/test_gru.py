@@ -256,3 +256,25 @@ def test_a_shipped_model_is_found_by_its_name(tmp_path):
     assert default.model.meta["method"] == "fullfield" and default.model.pooling == "volume"
     with pytest.raises(InputError, match="not found"):
         registry.get("gru")(AL, {"model": "sub/gru_aluminium_v3.pt", "descriptors": str(desc)}, base_dir=tmp_path)
+
+
+def test_points_beyond_the_training_strain_are_counted_and_said_in_the_log(tmp_path):
+    """The shipped model was trained to ||dev ln U|| = 0.05 (its file says so): committed
+    stretches of 0.01, 0.06 and 0.2 give two points beyond it, the largest 0.2; a volume change
+    does not count. A run taken past it says so in its log once the points appear."""
+    b = registry.get("gru")(AL, {"descriptors": str(descriptors(tmp_path / "d.h5", 3))}, base_dir=tmp_path)
+    assert b.model.meta["max_strain"] == 0.05
+    e = torch.tensor([1.0, -0.5, -0.5], dtype=torch.float64) / 1.5**0.5   # unit deviatoric direction
+    U = torch.stack([torch.diag(torch.exp(a * e + 0.01)) for a in (0.01, 0.06, 0.2)]).float()
+    count, largest, limit = b.beyond_range({"U": U})
+    assert (count, limit) == (2, 0.05) and largest == pytest.approx(0.2, rel=1e-5)
+    assert registry.get("taylor")(AL).beyond_range({}) is None
+
+    from polyfe2.simulation.config import load_run_config
+    from polyfe2.simulation.runner import run
+
+    steps = [deformation(np.diag(np.exp(a * e.numpy())), t=1.0) for a in (0.02, 0.04, 0.06)]
+    lines = []
+    run(load_run_config(_case(tmp_path / "run", steps, model=None)), progress=False, log=lines.append)
+    said = [s for s in lines if "beyond the model's training range" in s]
+    assert len(said) == 1 and "Al (gru): 4 points (100 %)" in said[0] and "limit 0.05" in said[0]

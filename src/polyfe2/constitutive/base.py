@@ -139,6 +139,12 @@ class Backend(abc.ABC):
         """Make a converged trial state the committed one."""
         return trial_state
 
+    def beyond_range(self, state: State) -> tuple[int, float, float] | None:
+        """For a learned model: how many points of the committed ``state`` lie beyond the range it
+        was trained on, the largest value and the limit (the model extrapolates there); None for a
+        backend without such a range."""
+        return None
+
     @abc.abstractmethod
     def stiffness(self, state: State) -> torch.Tensor:
         """(N, 3, 3, 3, 3) lab-frame elastic stiffness dP/dF about the committed state.

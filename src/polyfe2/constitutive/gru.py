@@ -188,6 +188,16 @@ class GRUBackend(Backend):
     def stiffness(self, state: State) -> torch.Tensor:
         return state["C"]
 
+    def beyond_range(self, state: State) -> tuple[int, float, float] | None:
+        """Points whose committed isochoric log stretch ||dev ln U|| exceeds the largest of the
+        training paths (the model file's ``meta.max_strain``)."""
+        limit = self.model.meta.get("max_strain")
+        if not limit or state["U"].shape[0] == 0:
+            return None
+        ln_U = torch.log(torch.linalg.eigvalsh(state["U"].double()))
+        size = (ln_U - ln_U.mean(-1, keepdim=True)).norm(dim=-1)
+        return int((size > limit).sum()), float(size.max()), float(limit)
+
     @torch.no_grad()
     def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
         J = torch.linalg.det(F)

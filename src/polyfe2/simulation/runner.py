@@ -114,6 +114,7 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, re
     outputs.bind(model)
     summary = RunSummary(files=outputs.files)
     local_cells = solver.local_cells
+    extrapolating: dict[str, int] = {}   # per phase: the count of points beyond a model's range last said
 
     def average(T: torch.Tensor) -> np.ndarray:
         return fft.sum(T.sum(dim=(0, 1, 2)).cpu().numpy()) / grid.N
@@ -188,6 +189,7 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, re
                             f"t = {t:.6g} s are in {outputs.directory}")
                 inc += 1
                 summary.increments, t_completed = inc, t
+                _report_range(model, state, fft, extrapolating, log)
                 bar.update(1)
                 if (n + 1) % step.f_out == 0 or n + 1 == step.N:
                     outputs.write_increment(inc, t, F, P, model.outputs(state, F.reshape(-1, 3, 3)))
@@ -212,6 +214,25 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, re
             summary.timings["transpose"] = fft.transpose_seconds
         outputs.finish(summary)
     return summary
+
+
+def _report_range(model, state, fft, said: dict, log) -> None:
+    """Say in the log when a learned model's points beyond its training range first appear, and
+    each time their number has doubled since (counted over all ranks)."""
+    for g in model.groups:
+        r = g.backend.beyond_range(state[g.name])
+        if r is None:
+            continue
+        count, n_points = int(fft.sum(r[0])), int(fft.sum(int(g.index.numel())))
+        largest = r[1]
+        if fft.comm is not None:
+            from mpi4py import MPI
+
+            largest = fft.comm.allreduce(largest, op=MPI.MAX)
+        if count and count >= 2 * said.get(g.name, 0):
+            said[g.name] = count
+            log(f"polyfe2: {g.name} ({g.backend.name}): {count} points ({100 * count / n_points:.3g} %) lie beyond "
+                f"the model's training range (largest {largest:.3g}, limit {r[2]:.3g}); it extrapolates there")
 
 
 def _elastic_guess(config, grid, fft, C, options, F_guess, F_0, dt, F_aim, P_aim, stress_mask, compliance, log):
