@@ -113,3 +113,28 @@ def test_compare_shows_two_runs_and_their_difference(one_rank, tmp_path, capsys)
     assert "increment 3" in out and "mean |difference| 0.000 MPa" in out and (tmp_path / "c.png").stat().st_size > 0
     assert main(["compare", str(results), str(results), "--increment", "9"]) == 2
     assert "key 'increment': no increment 9; the file has 0..3" in capsys.readouterr().err
+
+
+def test_the_range_notice_counts_over_ranks_also_with_a_rank_without_the_phase(tmp_path):
+    """A gru layer (z = 0, 1) on an elastic one (z = 2, 3), 2 ranks: rank 1 holds no gru point, yet
+    the notice of points beyond the model's training strain comes once, with the global count,
+    and the job does not hang in the reduction."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "solver"))
+    from solver_cases import AL_PLASTIC, deformation, phase, write_case
+
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        from polyfe2.microstructure.descriptor import DESCRIPTOR_LAYOUT, random_texture
+
+        f.create_dataset("descriptor", data=random_texture(20, 3)[None])
+        f["descriptor"].attrs["layout"] = DESCRIPTOR_LAYOUT
+    e = np.array([1.0, -0.5, -0.5]) / 1.5**0.5
+    ids = np.zeros((4, 4, 4), dtype=int)
+    ids[:, :, 2:] = 1
+    run = write_case(tmp_path / "case", ids, {"Al": phase(plastic=AL_PLASTIC), "Stiff": phase()},
+                     [("Al", [[1.0, 0, 0, 0]]), ("Stiff", [[1.0, 0, 0, 0]])],
+                     [deformation(np.diag(np.exp(a * e)), t=1.0) for a in (0.03, 0.06, 0.09)], backend="gru",
+                     backend_options={"descriptors": str(tmp_path / "d.h5")})
+    r = polyfe2("run", run, ranks=2, timeout=120)
+    assert r.returncode == 0, r.stderr
+    said = [ln for ln in r.stdout.splitlines() if "beyond the model's training range" in ln]
+    assert len(said) == 1 and "Al (gru): 32 points (100 %)" in said[0], r.stdout

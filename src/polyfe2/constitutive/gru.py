@@ -192,8 +192,10 @@ class GRUBackend(Backend):
         """Points whose committed isochoric log stretch ||dev ln U|| exceeds the largest of the
         training paths (the model file's ``meta.max_strain``)."""
         limit = self.model.meta.get("max_strain")
-        if not limit or state["U"].shape[0] == 0:
+        if not limit or "U" not in state:   # a model file without it: no range to check
             return None
+        if state["U"].shape[0] == 0:
+            return 0, 0.0, float(limit)
         ln_U = torch.log(torch.linalg.eigvalsh(state["U"].double()))
         size = (ln_U - ln_U.mean(-1, keepdim=True)).norm(dim=-1)
         return int((size > limit).sum()), float(size.max()), float(limit)

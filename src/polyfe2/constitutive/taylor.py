@@ -76,8 +76,8 @@ class TaylorBackend(Backend):
         "step_shrink_Lp": Field("number", "step shrink of the L_p Newton (DAMASK subStepSizeLp)", default=0.5,
                                 low=0, high=1, open_low=True, open_high=True),
         "substep_levels": Field("integer", "a point that fails is integrated again in 2, 4, ..., 2**substep_levels "
-                                "substeps before it counts as failed (DAMASK's crystallite substepping; 0: none)",
-                                default=4, low=0, high=12),
+                                "substeps before it counts as failed (DAMASK's crystallite substepping; 0: none; "
+                                "odmn's leaves do not use it)", default=4, low=0, high=12),
     })
 
     def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None, phase_name="NAME"):
@@ -328,7 +328,8 @@ class TaylorBackend(Backend):
         ----------
         F, F_0 : (N,3,3) tensors
             Deformation gradient at the end and the start of the increment (every constituent
-            gets the point's F: iso-strain; F_0 is not needed by the implicit scheme).
+            gets the point's F: iso-strain). The implicit scheme needs F_0 only where a point is
+            substepped: the substeps go linearly from the committed F_0 to F.
         dt : float
             Time increment Δt in s.
         state : dict
@@ -358,9 +359,9 @@ class TaylorBackend(Backend):
             sub = {k: t[retry] for k, t in state.items()}
             done, P_sub, trial_sub = self._substepped(F_0[retry], Fs[retry], dt, sub)
             keep = retry[done]
-            Pk[keep] = P_sub[done]
-            for k in trial:
-                trial[k][keep] = trial_sub[k][done]
+            Pk = Pk.index_put((keep,), P_sub[done])
+            trial = {k: t if k in ("R", "v") else t.index_put((keep,), trial_sub[k][done])   # R, v: the committed ones
+                     for k, t in trial.items()}
             failed[keep] = False
         # a failed point (any constituent with v > 0, or an inadmissible F) keeps the committed state
         # in all its constituents and answers with the elastic predictor (F_p = F_p0)
@@ -552,7 +553,8 @@ class TaylorBackend(Backend):
 
     def tangent(self, F: torch.Tensor, dt: float, state: State, response: Response) -> torch.Tensor:
         """(N,3,3,3,3) consistent tangent dP/dF = Σ_k v_k ∂P_k/∂F of the converged ``response`` to
-        ``F`` from the committed ``state`` (iso-strain; failed points: the elastic stiffness)."""
+        ``F`` from the committed ``state`` (iso-strain; failed points: the elastic stiffness). At a
+        point that was substepped it is the tangent of one step over the whole Δt, an approximation."""
         v = state["v"]
         N, K = v.shape
         ok = ~response.failed[:, None].expand(N, K)

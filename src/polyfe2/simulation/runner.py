@@ -218,21 +218,22 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, re
 
 def _report_range(model, state, fft, said: dict, log) -> None:
     """Say in the log when a learned model's points beyond its training range first appear, and
-    each time their number has doubled since (counted over all ranks)."""
+    each time their number has doubled since. Counted over all ranks with one collective call that
+    every rank makes, whichever phases its slab holds."""
+    local = {}
     for g in model.groups:
         r = g.backend.beyond_range(state[g.name])
-        if r is None:
-            continue
-        count, n_points = int(fft.sum(r[0])), int(fft.sum(int(g.index.numel())))
-        largest = r[1]
-        if fft.comm is not None:
-            from mpi4py import MPI
-
-            largest = fft.comm.allreduce(largest, op=MPI.MAX)
-        if count and count >= 2 * said.get(g.name, 0):
-            said[g.name] = count
-            log(f"polyfe2: {g.name} ({g.backend.name}): {count} points ({100 * count / n_points:.3g} %) lie beyond "
-                f"the model's training range (largest {largest:.3g}, limit {r[2]:.3g}); it extrapolates there")
+        if r is not None:
+            local[g.name] = (r[0], int(g.index.numel()), r[1], r[2], g.backend.name)
+    parts = [local] if fft.comm is None else fft.comm.allgather(local)
+    for name in sorted({k for p in parts for k in p}):
+        rows = [p[name] for p in parts if name in p]
+        count, n_points = sum(r[0] for r in rows), sum(r[1] for r in rows)
+        largest, limit, backend = max(r[2] for r in rows), rows[0][3], rows[0][4]
+        if count and count >= 2 * said.get(name, 0):
+            said[name] = count
+            log(f"polyfe2: {name} ({backend}): {count} points ({100 * count / n_points:.3g} %) lie beyond "
+                f"the model's training range (largest {largest:.3g}, limit {limit:.3g}); it extrapolates there")
 
 
 def _elastic_guess(config, grid, fft, C, options, F_guess, F_0, dt, F_aim, P_aim, stress_mask, compliance, log):
