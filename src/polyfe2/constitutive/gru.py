@@ -94,6 +94,7 @@ class GRUBackend(Backend):
     def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None, phase_name="NAME"):
         super().__init__(phase, options, source=source, base_dir=base_dir, phase_name=phase_name)
         self.bulk = bulk_modulus_cubic(self.C_11, self.C_12)
+        self._measured_fractions = 0   # materials whose grain fractions point_data had to measure
         o = self.options
         base = Path(base_dir) if base_dir is not None else Path(".")
         self.descriptor_file = base / str(o["descriptors"])
@@ -111,7 +112,7 @@ class GRUBackend(Backend):
     def describe(self) -> str:
         impl = {"torch": "nn.GRU step per evaluation", "reference": "split step in torch"}.get(
             self.options["kernels"], self._fused.backend_info() if self._fused is not None else "not set up")
-        measured = getattr(self, "_measured_fractions", 0)
+        measured = self._measured_fractions
         note = f", grain fractions measured for {measured} materials (none in the descriptor file)" if measured else ""
         return f"gru (model {self.model_file.name}, {impl}{note})"
 
@@ -145,7 +146,7 @@ class GRUBackend(Backend):
                 used = np.unique(material_ids)
                 v = np.zeros(d.shape[:2])
                 v[used] = [grain_fractions(d[i]) for i in used]
-                self._measured_fractions = len(used)   # said in the run log (describe)
+                self._measured_fractions = len(used)
             elif v.shape != d.shape[:2] or not np.isfinite(v).all() or (v < 0).any() or (v.sum(1) <= 0).any():
                 raise InputError(f"expected finite non-negative (n_materials, G) = {d.shape[:2]} with positive "
                                  f"row sums, got shape {v.shape}", file=f, key="fractions")

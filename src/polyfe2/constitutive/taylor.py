@@ -354,7 +354,7 @@ class TaylorBackend(Backend):
         Fs = torch.where(okF[:, None, None], F, torch.eye(3, dtype=F.dtype, device=F.device).expand_as(F))
         Pk, trial, ok = self.update_constituents(Fs[:, None].expand(N, K, 3, 3), dt, state)
         failed = ~okF | ((~ok) & (v > 0)).any(dim=1)
-        retry = torch.nonzero(failed & okF & self._admissible(F_0)).squeeze(1)
+        retry = torch.nonzero(failed & okF).squeeze(1)   # F_0 is the committed, admissible field
         if retry.numel() and self.options["substep_levels"] > 0:
             sub = {k: t[retry] for k, t in state.items()}
             done, P_sub, trial_sub = self._substepped(F_0[retry], Fs[retry], dt, sub)
