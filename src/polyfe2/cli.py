@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .errors import InputError, SolverError
@@ -660,7 +661,12 @@ def _abort(comm, message: str, status: int):
     """An error on one rank of a run on several: the others wait in a collective call, so stop
     them all (MPI_Abort) after saying what went wrong, in one line."""
     text = " ".join(message.split())
+    sys.stdout.flush()
     print(f"polyfe2: error on rank {comm.Get_rank()} of {comm.Get_size()}: {text}", file=sys.stderr, flush=True)
+    # The launcher reads the line from a pipe and the abort from its own socket; a job torn down
+    # before it has read the pipe loses the line (Hydra forwards no output of a killed process),
+    # so give it a moment to forward what is already written.
+    time.sleep(0.5)
     comm.Abort(status)
 
 
