@@ -23,6 +23,8 @@ converged increments.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -40,6 +42,7 @@ def _cmd_run(args) -> int:
     config = agree(comm, load_run_config, Path(args.config), overrides)
     from .simulation.runner import run  # PETSc (and torch, if validation did not need it): now
 
+    _stop_on_sigterm(comm)
     summary = run(config, progress=not args.no_progress, restart=args.restart, comm=comm)
     if rank(comm) == 0:
         _report(summary)
@@ -655,6 +658,27 @@ def main(argv=None) -> int:
         if comm is None:
             raise
         _abort(comm, f"{type(e).__name__}: {e}", 1)
+
+
+def _stop_on_sigterm(comm) -> None:
+    """PETSc's own handler answers SIGTERM (``kill``, a batch system's time limit) with a block of
+    'PETSC ERROR' lines and MPI_Abort. Stop as abruptly, but in one line with status 143: the DADF5
+    file is flushed after every increment and restart points are written atomically, so what was
+    computed before the signal is kept, as after SIGKILL."""
+    from petsc4py import PETSc
+
+    PETSc.Sys.popSignalHandler()
+
+    def stop(signum, frame):
+        signal.signal(signum, signal.SIG_IGN)   # one line however many signals follow
+        message = f"stopped by {signal.Signals(signum).name}; the increments written so far and the restart points are kept"
+        if comm is not None:
+            _abort(comm, message, 128 + signum)   # returns when another rank has already aborted the job
+        else:
+            print(f"polyfe2: {message}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _abort(comm, message: str, status: int):

@@ -40,6 +40,15 @@ def last_fields(path):
         return last, g["F"][()], g["P"][()]
 
 
+def start_and_wait(run, ranks, env, marker, **popen):
+    """Start the run and return once ``marker`` exists (or the run ended, or 4 minutes passed)."""
+    proc = subprocess.Popen(command(run, ranks), env=env, **popen)
+    deadline = time.time() + 240
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_a_killed_run_continues_to_the_uninterrupted_answer(tmp_path, ranks):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -47,12 +56,8 @@ def test_a_killed_run_continues_to_the_uninterrupted_answer(tmp_path, ranks):
     assert subprocess.run(command(ref, ranks), env=env, capture_output=True).returncode == 0
 
     run = case(tmp_path / "killed")
-    proc = subprocess.Popen(command(run, ranks), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    marker = tmp_path / "killed/results/plate_restart/inc3.complete"
-    deadline = time.time() + 240
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    proc = start_and_wait(run, ranks, env, tmp_path / "killed/results/plate_restart/inc3.complete",
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(proc.pid, signal.SIGKILL)   # the whole job, as a crashed node would
     proc.wait()
     points = RestartStore(tmp_path / "killed/results", "plate").points()
@@ -68,6 +73,28 @@ def test_a_killed_run_continues_to_the_uninterrupted_answer(tmp_path, ranks):
     assert np.abs(P - P_ref).max() <= 1e-10 * np.abs(P_ref).max()
     curve = read_curve(tmp_path / "killed/results/plate_curve.csv")
     assert list(curve["increment"]) == list(range(7))   # no increment twice, none missing
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_sigterm_stops_the_run_in_one_line_and_keeps_what_was_written(tmp_path, ranks):
+    """A batch system's SIGTERM: status 143, one line per rank that got it, no PETSc error block,
+    and the increments and restart points written before it are readable and resume the run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = case(tmp_path)
+    proc = start_and_wait(run, ranks, env, tmp_path / "results/plate_restart/inc2.complete",
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc.send_signal(signal.SIGTERM)   # to mpiexec, which forwards it to every rank
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("polyfe2:")]
+    assert 1 <= len(lines) <= ranks and all("stopped by SIGTERM" in ln for ln in lines), stderr
+    assert "PETSC ERROR" not in stderr and "Traceback" not in stderr
+    points = RestartStore(tmp_path / "results", "plate").points()
+    assert points and 2 <= points[-1] < 6, points
+    with h5py.File(tmp_path / "results/plate.hdf5") as f:
+        assert {f"increment_{i}" for i in range(points[-1] + 1)} <= set(f)
+    r = subprocess.run(command(run, ranks, "--restart", points[-1]), env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 def test_restart_errors_name_the_point(tmp_path):

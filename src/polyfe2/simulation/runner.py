@@ -141,6 +141,7 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, re
     total = sum(st.N for st in config.load.steps)
     bar = _progress(total, progress and root, initial=inc)
     t_written = t_completed = t
+    shown = [time.perf_counter()]   # when the bar last showed an iteration
     try:
         for s, step in enumerate(config.load.steps):
             if s < s0:
@@ -169,6 +170,9 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, re
                     def monitor(it, div, bc):
                         bar.set_postfix_str(f"step {s + 1} inc {n + 1} it {it} div/tol {div:.2g} "
                                             f"bc/tol {bc:.2g} cutbacks {summary.cutbacks}", refresh=False)
+                        if time.perf_counter() - shown[0] >= 1.0:   # iterations of a large grid take minutes
+                            bar.refresh()
+                            shown[0] = time.perf_counter()
 
                     res = solver.solve(F_guess, F, state, dt, F_aim_new, P_aim, step.stress_mask, compliance, monitor)
                     summary.iterations += res.iterations
