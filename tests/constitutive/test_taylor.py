@@ -328,6 +328,7 @@ def test_chunked_update_gives_the_same_answer():
     for a, b in [(whole.P, chunked.P)] + [(whole.state[k], chunked.state[k]) for k in whole.state]:
         assert float((a - b).abs().max()) <= 1e-10 * float(a.abs().max())
     assert float(whole.state["gamma_sl"].abs().max()) > 0   # plastic
+    assert chunked.state["R"] is st["R"] and chunked.state["v"] is st["v"]   # unchanged: not copied
 
 
 def test_a_failing_step_is_substepped_like_the_explicit_substeps():

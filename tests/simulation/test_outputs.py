@@ -89,3 +89,20 @@ def test_the_phase_output_lists_choose_the_constituent_fields(finished_run, tmp_
     summary = run_case(path)[0]
     assert phase_fields(summary.files["results (DADF5)"]) == {"F", "P", "F_p", "xi_sl"}
     assert len(damask.Result(summary.files["results (DADF5)"]).view(increments=-1).get("P", flatten=False)) > 0
+
+
+def test_each_crystal_keeps_its_own_stress_in_the_dadf5_file(tmp_path):
+    """Several constituents per cell (taylor, iso-strain): every crystal's P is its own (they differ
+    by orientation), not the cell's P repeated."""
+    from polyfe2.simulation.config import load_run_config
+    from polyfe2.simulation.plate import write_plate_case
+    from polyfe2.simulation.runner import run
+
+    run(load_run_config(write_plate_case(tmp_path, cells=(6, 6, 2), K=3, increments=1, strain=0.002)),
+        progress=False, log=lambda *a: None)
+    P = damask.Result(tmp_path / "results/plate.hdf5").view(increments=-1).get("P", flatten=False)
+    inc = next(iter(P))
+    P_al = P[inc]["phase"]["Aluminum"]["mechanical"]["P"]
+    cell_P = np.concatenate([h["mechanical"]["P"] for h in P[inc]["homogenization"].values()])
+    assert np.abs(cell_P).max() > 1e6
+    assert len(np.unique(P_al.round(3), axis=0)) == len(P_al)

@@ -79,8 +79,10 @@ class Response:
 
 
 def keep_committed(trial: State, state: State, keep: torch.Tensor) -> State:
-    """``trial`` with the committed ``state`` at the points where ``keep`` (N,) is true."""
-    return {k: torch.where(keep.reshape((-1,) + (1,) * (t.ndim - 1)), state[k], t) for k, t in trial.items()}
+    """``trial`` with the committed ``state`` at the points where ``keep`` (N,) is true (a tensor the
+    trial shares with the committed state stays shared)."""
+    return {k: t if t is state[k] else torch.where(keep.reshape((-1,) + (1,) * (t.ndim - 1)), state[k], t)
+            for k, t in trial.items()}
 
 
 class Backend(abc.ABC):

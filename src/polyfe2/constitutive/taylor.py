@@ -336,13 +336,29 @@ class TaylorBackend(Backend):
             Committed state from :meth:`setup` or :meth:`commit`.
         """
         N, K = state["v"].shape
-        if N * K > self.chunk_crystals:   # bounded temporaries: the Newton's per-crystal Jacobians
-            step = max(1, self.chunk_crystals // K)
-            parts = [self._evaluate(F[i:i + step], F_0[i:i + step], dt, {k: t[i:i + step] for k, t in state.items()})
-                     for i in range(0, N, step)]
-            return Response(P=torch.cat([r.P for r in parts]), failed=torch.cat([r.failed for r in parts]),
-                            state={k: torch.cat([r.state[k] for r in parts]) for k in parts[0].state})
-        return self._evaluate(F, F_0, dt, state)
+        if N * K <= self.chunk_crystals:
+            return self._evaluate(F, F_0, dt, state)
+        # bounded temporaries (the Newton's per-crystal Jacobians); each chunk's answer goes
+        # straight into the whole trial state, so that no second copy of it is ever held
+        step = max(1, self.chunk_crystals // K)
+        P = torch.empty_like(F)
+        failed = torch.empty(N, dtype=torch.bool, device=F.device)
+        trial: State = {}
+        for i in range(0, N, step):
+            part = slice(i, i + step)
+            committed = {k: t[part] for k, t in state.items()}
+            r = self._evaluate(F[part], F_0[part], dt, committed)
+            P[part], failed[part] = r.P, r.failed
+            for k, t in r.state.items():
+                if k not in trial:   # the committed tensor itself where the chunk's trial is (R, v)
+                    trial[k] = state[k] if t is committed.get(k) else torch.empty((N,) + t.shape[1:], dtype=t.dtype,
+                                                                                   device=t.device)
+                if trial[k] is not state.get(k):
+                    trial[k][part] = t
+                elif t is not committed[k]:   # this chunk changed it after all: a copy from here on
+                    trial[k] = state[k].clone()
+                    trial[k][part] = t
+        return Response(P=P, failed=failed, state=trial)
 
     #: crystals per chunk of :meth:`evaluate` (the answer does not depend on it)
     chunk_crystals = 1 << 16

@@ -301,6 +301,12 @@ class DADF5Writer:
             raise ValueError(f"{name} has shape {A.shape}, expected {want}")
         return A
 
+    def _check_constituent_field(self, name: str, A: np.ndarray) -> np.ndarray:
+        if tuple(A.shape[:4]) != tuple(self.cells) + (self.K,):
+            raise ValueError(
+                f"constituent field {name!r} has shape {A.shape}, expected {tuple(self.cells) + (self.K,)} + (...)")
+        return A
+
     # ------------------------------------------------------------------ API
     def write_increment(
         self,
@@ -324,7 +330,8 @@ class DADF5Writer:
             (Nx, Ny, Nz, 3, 3), numpy or torch.
         constituent_fields : ``{name: (Nx, Ny, Nz, K, ...)}`` per-constituent outputs written to
             ``phase/<ph>/mechanical/<name>`` (a name ``'<group>/<name>'`` picks another group
-            than ``mechanical``). ``F`` defaults to the cell F for every constituent
+            than ``mechanical``); a value may be a function that returns the array, called when
+            the field is written, so that one field of every crystal at a time is in memory. ``F`` defaults to the cell F for every constituent
             (iso-strain); ``P`` defaults to the cell P when K == 1 and is required for K > 1.
         units, descriptions : per-name overrides of :data:`DEFAULT_META` (unknown names get
             unit ``'1'``).
@@ -337,12 +344,10 @@ class DADF5Writer:
 
         F = self._check_cell_field("F", F, (3, 3)).astype(np.float64, copy=False)
         P = self._check_cell_field("P", P, (3, 3)).astype(np.float64, copy=False)
-        cfields = {k: to_numpy(v) for k, v in (constituent_fields or {}).items()}
+        cfields = {k: v if callable(v) else to_numpy(v) for k, v in (constituent_fields or {}).items()}
         for k, v in cfields.items():
-            if tuple(v.shape[:4]) != tuple(self.cells) + (self.K,):
-                raise ValueError(
-                    f"constituent field {k!r} has shape {v.shape}, expected {tuple(self.cells) + (self.K,)} + (...)"
-                )
+            if not callable(v):
+                self._check_constituent_field(k, v)
         if "F" not in cfields and "mechanical/F" not in cfields:
             cfields["F"] = np.broadcast_to(F[:, :, :, None], tuple(self.cells) + (self.K, 3, 3))
         if "P" not in cfields and "mechanical/P" not in cfields:
@@ -369,20 +374,20 @@ class DADF5Writer:
                 self._dataset(geo, "u_n", flatten_cells(u_n), "m",
                               "displacements of the nodes")
 
-            # phases
-            flat_c = {}
+            # phases, one field at a time: the reordered copy of a field of every crystal is large
+            phase_groups = {ph: inc.create_group(f"phase/{ph}") for ph in self.phases}
             for k, v in cfields.items():
+                if callable(v):
+                    v = self._check_constituent_field(k, to_numpy(v()))
                 fv = flatten_cells(v)  # (N, K, ...)
-                flat_c[k] = fv.reshape((self.N * self.K,) + fv.shape[2:])
-            for ph in self.phases:
-                pos = self.phase_positions[ph]
-                gph = inc.create_group(f"phase/{ph}")
-                for k, fv in flat_c.items():
-                    grp, _, dname = k.rpartition("/")
+                fv = fv.reshape((self.N * self.K,) + fv.shape[2:])
+                grp, _, dname = k.rpartition("/")
+                unit, desc = self._meta(k, units, descriptions)
+                for ph, gph in phase_groups.items():
                     g = gph.require_group(grp or "mechanical")
-                    unit, desc = self._meta(k, units, descriptions)
                     extra = {"lattice": self.phase_lattice[ph]} if dname == "O" and ph in self.phase_lattice else None
-                    self._dataset(g, dname, fv[pos], unit, desc, extra)
+                    self._dataset(g, dname, fv[self.phase_positions[ph]], unit, desc, extra)
+                del v, fv
 
             # homogenizations
             hfields = {"F": F, "P": P}

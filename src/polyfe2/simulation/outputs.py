@@ -98,34 +98,47 @@ class RunOutputs:
         """Know which cells each phase group holds (to assemble constituent fields)."""
         self._groups_index = {g.name: g.index.cpu().numpy() for g in model.groups}
 
-    def _constituent_fields(self, outputs: dict, P: np.ndarray) -> dict[str, np.ndarray]:
+    def _constituent_fields(self, outputs: dict, P: np.ndarray) -> dict:
+        """The grid's constituent fields, each as a function that assembles it from the phases'
+        outputs when it is written; it consumes them, so that one field of every crystal at a time
+        is held beside the material state. Phases without a ``P`` of their own get the cell's P."""
         N, K = int(np.prod(self.local_cells)), self.K
-        fields: dict[str, np.ndarray] = {}
-        outputs = {ph: {n: t for n, t in out.items() if self._wanted.get(ph) is None or n in self._wanted[ph]}
-                   for ph, out in outputs.items()}
-        names = {n for out in outputs.values() for n in out}
-        for name in names:
-            sample = next(out[name] for out in outputs.values() if name in out)
-            full = np.zeros((N, K) + tuple(sample.shape[2:]))
+        for ph, out in outputs.items():
+            for n in [n for n in out if self._wanted.get(ph) is not None and n not in self._wanted[ph]]:
+                del out[n]
+        with_P = {ph for ph, out in outputs.items() if "P" in out}
+        names = sorted({n for out in outputs.values() for n in out} | {"P"})   # the same order on every rank
+
+        def assemble(name: str) -> np.ndarray:
+            full = None
             for phase, out in outputs.items():
                 if name in out:
-                    full[self._groups_index[phase]] = out[name].detach().cpu().numpy()
-            fields[name] = full
-        if "P" not in fields or len(outputs) < len(self._groups_index or {}):
-            full = fields.get("P", np.zeros((N, K, 3, 3)))
-            Pflat = P.reshape(N, 1, 3, 3)
-            for phase, idx in (self._groups_index or {}).items():
-                if phase not in outputs or "P" not in outputs[phase]:
-                    full[idx] = Pflat[idx]
-            fields["P"] = full
-        return {n: a.reshape(*self.local_cells, *a.shape[1:]) for n, a in fields.items()}
+                    a = out.pop(name).detach().cpu().numpy()
+                    if full is None:
+                        full = np.zeros((N, K) + a.shape[2:])
+                    full[self._groups_index[phase]] = a
+            if name == "P":
+                full = np.zeros((N, K, 3, 3)) if full is None else full
+                for phase, idx in (self._groups_index or {}).items():
+                    if phase not in with_P:
+                        full[idx] = P.reshape(N, 1, 3, 3)[idx]
+            return full.reshape(*self.local_cells, *full.shape[1:])
+
+        return {name: (lambda name=name: assemble(name)) for name in names}
 
     def write_increment(self, increment: int, t: float, F: torch.Tensor, P: torch.Tensor, outputs: dict) -> None:
+        """Write increment ``increment``; ``outputs`` (the model's per-phase outputs) is consumed.
+        On one rank the writer assembles the constituent fields one at a time; on several, rank 0
+        gathers them field by field."""
         Fn, Pn = F.detach().cpu().numpy(), P.detach().cpu().numpy()
-        fields = gather_slabs(self.comm, {"cell F": Fn, "cell P": Pn, **self._constituent_fields(outputs, Pn)})
-        if not self.root:
-            return
-        Fn, Pn = fields.pop("cell F"), fields.pop("cell P")
+        fields = self._constituent_fields(outputs, Pn)
+        if self.comm is not None:
+            cell = gather_slabs(self.comm, {"F": Fn, "P": Pn})
+            fields = {name: gather_slabs(self.comm, {name: make()}) for name, make in fields.items()}
+            if not self.root:
+                return
+            Fn, Pn = cell["F"], cell["P"]
+            fields = {name: g[name] for name, g in fields.items()}
         self.dadf5.write_increment(increment, t, Fn, Pn, fields)
         if self.xdmf is not None:
             self.xdmf.write(t, {"F": Fn, "P": Pn})
