@@ -138,3 +138,27 @@ def test_the_range_notice_counts_over_ranks_also_with_a_rank_without_the_phase(t
     assert r.returncode == 0, r.stderr
     said = [ln for ln in r.stdout.splitlines() if "beyond the model's training range" in ln]
     assert len(said) == 1 and "Al (gru): 32 points (100 %)" in said[0], r.stdout
+
+
+def test_constituent_fields_of_a_phase_that_one_rank_does_not_hold(tmp_path):
+    """A plastic layer (z = 0, 1) on an elastic one (z = 2, 3), 2 ranks: rank 1 has none of the
+    plastic phase's fields (F_p, xi_sl, ...), yet rank 0 writes them as a one-rank run does."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "solver"))
+    from solver_cases import AL_PLASTIC, phase, uniaxial_x, write_case
+
+    ids = np.zeros((4, 4, 4), dtype=int)
+    ids[:, :, 2:] = 1
+    q = [[1.0, 0, 0, 0], [0.9238795, 0.3826834, 0, 0]]
+    files = {}
+    for ranks in (1, 2):
+        run = write_case(tmp_path / f"r{ranks}", ids, {"Al": phase(plastic=AL_PLASTIC), "Stiff": phase()},
+                         [("Al", q), ("Stiff", [[1.0, 0, 0, 0]] * 2)], [uniaxial_x(rate=2e-3, N=2)])
+        r = polyfe2("run", run, ranks=ranks, timeout=120)
+        assert r.returncode == 0, r.stderr
+        files[ranks] = next((tmp_path / f"r{ranks}").rglob("*.hdf5"))
+    with h5py.File(files[1]) as one, h5py.File(files[2]) as two:
+        g1, g2 = one["increment_2/phase/Al/mechanical"], two["increment_2/phase/Al/mechanical"]
+        assert {"F_p", "xi_sl", "P"} <= set(g2) and set(g1) == set(g2)
+        assert np.abs(g1["gamma_sl"][()]).max() > 0   # plastic
+        for name in g1:
+            np.testing.assert_allclose(g2[name][()], g1[name][()], rtol=1e-6, atol=1e-3 * np.abs(g1[name][()]).max())

@@ -331,8 +331,9 @@ class DADF5Writer:
         constituent_fields : ``{name: (Nx, Ny, Nz, K, ...)}`` per-constituent outputs written to
             ``phase/<ph>/mechanical/<name>`` (a name ``'<group>/<name>'`` picks another group
             than ``mechanical``); a value may be a function that returns the array, called when
-            the field is written, so that one field of every crystal at a time is in memory. ``F`` defaults to the cell F for every constituent
-            (iso-strain); ``P`` defaults to the cell P when K == 1 and is required for K > 1.
+            the field is written, so that one field of every crystal at a time is in memory.
+            ``F`` defaults to the cell F for every constituent (iso-strain); ``P`` defaults to the
+            cell P when K == 1 and is required for K > 1.
         units, descriptions : per-name overrides of :data:`DEFAULT_META` (unknown names get
             unit ``'1'``).
         homogenization_fields : extra ``{name: (Nx, Ny, Nz, ...)}`` written next to the

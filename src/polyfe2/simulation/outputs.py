@@ -107,24 +107,22 @@ class RunOutputs:
             for n in [n for n in out if self._wanted.get(ph) is not None and n not in self._wanted[ph]]:
                 del out[n]
         with_P = {ph for ph, out in outputs.items() if "P" in out}
-        names = sorted({n for out in outputs.values() for n in out} | {"P"})   # the same order on every rank
+        shapes = {"P": (3, 3)} | {n: tuple(t.shape[2:]) for out in outputs.values() for n, t in out.items()}
+        if self.comm is not None:   # a rank without cells of a phase has none of its fields: agree on all
+            shapes = {n: s for every in self.comm.allgather(shapes) for n, s in every.items()}
 
         def assemble(name: str) -> np.ndarray:
-            full = None
+            full = np.zeros((N, K) + shapes[name])
             for phase, out in outputs.items():
                 if name in out:
-                    a = out.pop(name).detach().cpu().numpy()
-                    if full is None:
-                        full = np.zeros((N, K) + a.shape[2:])
-                    full[self._groups_index[phase]] = a
+                    full[self._groups_index[phase]] = out.pop(name).detach().cpu().numpy()
             if name == "P":
-                full = np.zeros((N, K, 3, 3)) if full is None else full
                 for phase, idx in (self._groups_index or {}).items():
                     if phase not in with_P:
                         full[idx] = P.reshape(N, 1, 3, 3)[idx]
             return full.reshape(*self.local_cells, *full.shape[1:])
 
-        return {name: (lambda name=name: assemble(name)) for name in names}
+        return {name: (lambda name=name: assemble(name)) for name in sorted(shapes)}   # one order on all ranks
 
     def write_increment(self, increment: int, t: float, F: torch.Tensor, P: torch.Tensor, outputs: dict) -> None:
         """Write increment ``increment``; ``outputs`` (the model's per-phase outputs) is consumed.
