@@ -120,7 +120,8 @@ def _cmd_train_gru(args) -> int:
     spec = TrainSpec(epochs=args.epochs, batch=args.batch, lr=args.lr, hidden=args.hidden,
                      layers=args.layers, val_fraction=args.val_fraction, seed=args.seed,
                      threads=args.threads, max_minutes=args.max_minutes, init=args.init, device=args.device,
-                     features=args.features, pooling=args.pooling, augment=args.augment)
+                     features=args.features, pooling=args.pooling, augment=args.augment,
+                     positions=args.positions)
     files = [Path(p) for p in args.data]
     descriptors, name = None, "grains"
     if args.fingerprint:
@@ -230,6 +231,9 @@ def _add_gru_commands(sub) -> None:
     g.add_argument("--pooling", choices=GRU_POOLINGS, default=None,
                    help="grain pooling: mean, or volume (weighted by the grains' volume fractions); "
                         "default: mean for a new model, --init's otherwise")
+    g.add_argument("--no-positions", dest="positions", action="store_const", const=False, default=None,
+                   help="the seeds' positions are not an input (a periodic VE has none, so moving a VE cannot "
+                        "change the prediction); default: --init's, with positions for a new model")
     g.add_argument("--augment", action="store_true",
                    help="every epoch, each training sample in a random one of the cube's 24 rotations (seeds, "
                         "grains, path and stress rotated together: an exact copy of the VE in another frame)")

@@ -301,3 +301,21 @@ def test_a_constant_feature_gets_no_weight_and_pooling_alone_can_change():
     torch.testing.assert_close(v(d, F, 0.5, torch.full((4, 20), 0.05, dtype=torch.float64)), m(d, F, 0.5))
     with pytest.raises(ValueError, match="converts 'F' features"):
         v.with_inputs("F", "mean", F, 0.5)
+
+
+def test_without_positions_moving_the_ve_changes_nothing(tmp_path):
+    """A periodic VE moved as a whole is the same VE: without the seed positions as an input the
+    prediction is exactly the same, with them it is not; the switch survives a checkpoint."""
+    d, F = _data()
+    moved = d.clone()
+    moved[..., :3] = (moved[..., :3] + torch.tensor([0.31, 0.72, 0.05], dtype=d.dtype)) % 1.0
+    with_positions = _model()
+    assert (with_positions(moved, F) - with_positions(d, F)).abs().max() > 1e-4 * with_positions(d, F).abs().max()
+    m = _model(positions=False)
+    torch.testing.assert_close(m(moved, F), m(d, F), rtol=0, atol=0)
+    m.save(tmp_path / "m.pt")
+    loaded = GRUSurrogate.load(tmp_path / "m.pt")
+    assert loaded.positions is False
+    torch.testing.assert_close(loaded(moved, F), m(d, F), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="grain rows"):
+        GRUSurrogate(descriptor_width=16, positions=False)

@@ -160,3 +160,22 @@ def test_training_on_cuda_matches_cpu(data, tmp_path):
     res = train([data], tmp_path / "cuda", TrainSpec(**{**spec.__dict__, "epochs": 4, "device": "cpu"}),
                 progress=False, log=lambda *a: None)
     assert res["epochs"] == 4
+
+
+def test_fine_tune_without_positions(data, tmp_path):
+    """`train gru --init M --no-positions`: the model continues without the seed positions and
+    gives one answer for a VE wherever it is moved; resuming needs the same switch."""
+    spec = TrainSpec(epochs=1, batch=8, lr=3e-3, hidden=32, val_fraction=0.1, threads=2)
+    train([data], tmp_path / "a", spec, progress=False, log=lambda *a: None)
+    tuned = TrainSpec(**{**spec.__dict__, "init": str(tmp_path / "a" / "model.pt"), "positions": False})
+    m = GRUSurrogate.load(train([data], tmp_path / "b", tuned, progress=False, log=lambda *a: None)["model"])
+    assert m.positions is False and m.meta["initialised_from"]["file"] == "model.pt"
+    d = DG.read_dataset(data)
+    desc = torch.as_tensor(d["descriptor"][:4])
+    moved = desc.clone()
+    moved[..., :3] = (moved[..., :3] + 0.37) % 1.0
+    F = torch.as_tensor(d["F"][:4, 1:])
+    torch.testing.assert_close(m.double()(moved, F), m.double()(desc, F), rtol=0, atol=0)
+    with pytest.raises(InputError, match="positions"):
+        train([data], tmp_path / "b", TrainSpec(**{**tuned.__dict__, "positions": None}), progress=False,
+              log=lambda *a: None)

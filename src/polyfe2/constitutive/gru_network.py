@@ -121,6 +121,10 @@ class GRUSurrogate(nn.Module):
     pooling : str, optional
         ``'mean'`` (equal grain weights) or ``'volume'`` (grain volume fractions, which every
         call then needs).
+    positions : bool, optional
+        Whether the seeds' positions ``x, y, z`` are an input (True, the shipped models up to v4).
+        A periodic VE has no absolute position: with False every seed is read as the middle of
+        the cell, and moving a VE as a whole cannot change the prediction.
 
     Notes
     -----
@@ -131,8 +135,11 @@ class GRUSurrogate(nn.Module):
 
     def __init__(self, hidden: int = 256, layers: int = 2, m_size: int = 32,
                  input_size: Optional[int] = None, mlp_width: int = 128, n_grains: int = 20,
-                 descriptor_width: int = DESCRIPTOR_WIDTH, features: str = "F", pooling: str = "mean"):
+                 descriptor_width: int = DESCRIPTOR_WIDTH, features: str = "F", pooling: str = "mean",
+                 positions: bool = True):
         super().__init__()
+        if not positions and descriptor_width != DESCRIPTOR_WIDTH:
+            raise ValueError("positions=False needs grain rows [x, y, z, q0..q3] as the microstructure input")
         if features not in FEATURES:
             raise ValueError(f"features must be one of {tuple(FEATURES)}, got {features!r}")
         if pooling not in POOLINGS:
@@ -141,7 +148,8 @@ class GRUSurrogate(nn.Module):
         self.arch = dict(hidden=int(hidden), layers=int(layers), m_size=int(m_size),
                          input_size=input_size, mlp_width=int(mlp_width),
                          n_grains=int(n_grains), descriptor_width=int(descriptor_width),
-                         features=features, pooling=pooling)
+                         features=features, pooling=pooling, positions=bool(positions))
+        self.positions = bool(positions)
         self.hidden, self.layers, self.m_size = int(hidden), int(layers), int(m_size)
         self.features, self.pooling, self.n_features = features, pooling, FEATURES[features]
         self.h0_net = _PooledMLP(descriptor_width, mlp_width, layers * hidden)
@@ -247,7 +255,9 @@ class GRUSurrogate(nn.Module):
             getattr(self, f"{name}_max").copy_(v.amax(0))
 
     def scale_descriptor(self, d: Tensor) -> Tensor:
-        """Min-max scaled descriptor (..., G, 7)."""
+        """Min-max scaled descriptor (..., G, 7); without ``positions`` every seed at the middle."""
+        if not self.positions:
+            d = torch.cat([torch.full_like(d[..., :3], 0.5), d[..., 3:]], dim=-1)
         return (d - self.d_min) / self._span(self.d_min, self.d_max)
 
     def scale_stress(self, s: Tensor) -> Tensor:
@@ -360,15 +370,21 @@ class GRUSurrogate(nn.Module):
         return FusedGRU(self.gru, self.input_layer, self.output_layer, n_f=self.n_features, **kwargs)
 
     @torch.no_grad()
-    def with_inputs(self, features: str, pooling: str, F_paths: Tensor, dt=None) -> "GRUSurrogate":
-        """A copy of this model taking ``features`` and ``pooling``, the start of a fine-tune.
+    def with_inputs(self, features: str, pooling: str, F_paths: Tensor, dt=None,
+                    positions: Optional[bool] = None) -> "GRUSurrogate":
+        """A copy of this model taking ``features``, ``pooling`` and ``positions`` (default: this
+        model's), the start of a fine-tune.
 
         Pooling has no weights of its own: volume pooling equals the mean for equal fractions.
+        Dropping the positions keeps the weights, which then see every seed at the middle of the
+        cell (not exact: the fine-tune adapts them).
         From ``'F'`` to ``'F+dF+dt'`` the new statistics come from ``F_paths`` (B, T, 3, 3) and
         ``dt``, and the input layer is re-expressed exactly: with the same F the copy gives this
         model's outputs; the new feature columns (increment, ``ln dt``) start at zero weight."""
         like = self.output_layer.weight
-        new = type(self)(**dict(self.arch, features=features, pooling=pooling)).to(device=like.device, dtype=like.dtype)
+        positions = self.positions if positions is None else bool(positions)
+        new = type(self)(**dict(self.arch, features=features, pooling=pooling, positions=positions)).to(
+            device=like.device, dtype=like.dtype)
         if features == self.features:
             new.load_state_dict(self.state_dict())
             return new

@@ -26,6 +26,7 @@ from ..errors import InputError
 from .datagen import read_dataset
 from .evaluate import error_stats, plot_error_per_step
 from ..constitutive.gru_network import GRUSurrogate
+from ..microstructure.descriptor import DESCRIPTOR_WIDTH
 
 __all__ = ["TrainSpec", "train", "load_training_data"]
 
@@ -48,11 +49,12 @@ class TrainSpec:
     features: str | None = None  # FEATURES; None: 'F' for a new model, the init model's otherwise
     pooling: str | None = None   # POOLINGS; None: 'mean' for a new model, the init model's otherwise
     augment: bool = False        # every epoch, every training sample in one of the cube's 24 rotations
+    positions: bool | None = None  # seed positions as an input; None: True for a new model, the init model's otherwise
 
 
 #: options that must match to resume (epochs, threads, device and the time limit may change)
 _RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip", "init", "features",
-                "pooling", "augment")
+                "pooling", "augment", "positions")
 
 
 def load_training_data(files: list[Path]) -> dict:
@@ -101,6 +103,9 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     s_all = torch.as_tensor(data["sigma_dev"], dtype=torch.float32, device=dev)
     dt_all = torch.as_tensor(data["dt"], dtype=torch.float32, device=dev)
 
+    if spec.positions is False and d_all.shape[-1] != DESCRIPTOR_WIDTH:
+        raise InputError(f"drops the seed positions of grain rows; the microstructure inputs are "
+                         f"{microstructure_input} of width {d_all.shape[-1]}", file="command line", key="no-positions")
     torch.manual_seed(spec.seed)
     prior = None
     if spec.init:   # fine-tune: weights *and* normalisation of an existing model
@@ -110,15 +115,17 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
         if (model.hidden, model.layers) != (spec.hidden, spec.layers):
             raise InputError(f"is {model.hidden}x{model.layers}, the options ask for {spec.hidden}x{spec.layers}",
                              file=spec.init, key="arch")
-        wanted = (spec.features or model.features, spec.pooling or model.pooling)
-        if wanted != (model.features, model.pooling):   # same function, new inputs (statistics of tr)
+        wanted = (spec.features or model.features, spec.pooling or model.pooling,
+                  model.positions if spec.positions is None else spec.positions)
+        if wanted != (model.features, model.pooling, model.positions):   # new inputs (statistics of tr)
             try:
-                model = model.with_inputs(*wanted, F_all[tr], dt_all[tr]).to(dev)
+                model = model.with_inputs(*wanted[:2], F_all[tr], dt_all[tr], positions=wanted[2]).to(dev)
             except ValueError as exc:
                 raise InputError(str(exc), file=spec.init, key="arch.features") from None
     else:
         model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers, descriptor_width=d_all.shape[-1],
-                             features=spec.features or "F", pooling=spec.pooling or "mean").to(dev)
+                             features=spec.features or "F", pooling=spec.pooling or "mean",
+                             positions=True if spec.positions is None else spec.positions).to(dev)
         model.fit_scaling(d_all[tr], F_all[tr], s_all[tr], dt_all[tr])
     v_all = (torch.as_tensor(data["fractions"], dtype=torch.float32, device=dev)
              if model.pooling == "volume" else None)
