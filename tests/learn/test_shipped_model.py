@@ -51,6 +51,23 @@ def test_accuracy_on_fresh_unseen_full_field_sequences(model):
     assert st["mean_MPa"] < error_stats(iso, s["sigma_dev"])["mean_MPa"]
 
 
+def test_a_ve_moved_as_a_whole_gets_the_same_answer(model):
+    """The default model does not read the seeds' absolute positions (a periodic VE has none);
+    v4, also shipped, does."""
+    assert model.positions is False
+    desc, _ = DG.sample_descriptor(9005, 0, 0.0)
+    v = DG.grain_fractions(desc, 16)
+    moved = desc.copy()
+    moved[:, :3] = (moved[:, :3] + np.array([4, 10, 14]) / 16) % 1.0   # by whole cells of the 16³ grid
+    np.testing.assert_allclose(DG.grain_fractions(moved, 16), v)   # the same VE
+    path = random_monotonic_path(np.random.default_rng(9006), 100, 0.05, 4)[None]
+    a = predict(model, desc[None], path, np.array([0.5]), v[None])
+    np.testing.assert_array_equal(predict(model, moved[None], path, np.array([0.5]), v[None]), a)
+    v4 = GRUSurrogate.load(shipped_model_path("gru_aluminium_v4.pt"))
+    assert np.abs(predict(v4, moved[None], path, np.array([0.5]), v[None]) -
+                  predict(v4, desc[None], path, np.array([0.5]), v[None])).max() > 1e4   # Pa
+
+
 def test_one_grains_volume_changes_the_prediction(model):
     """Two VEs that differ only in the volume of one grain (its neighbours give up what it gains)."""
     desc, _ = DG.sample_descriptor(9003, 0, 0.0)

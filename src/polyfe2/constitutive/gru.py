@@ -39,9 +39,10 @@ from .base import Backend, MaterialPoints, Response, State
 from .registry import register
 
 #: the model shipped with the package (used when ``backend_options/model`` is not given; it
-#: follows full-field crystal plasticity). ``gru_aluminium_v3.pt``, also shipped, follows the
-#: iso-strain (taylor K = 20) labels; ``model: gru_aluminium_v3.pt`` selects it by name.
-SHIPPED_MODEL = "gru_aluminium_v4.pt"
+#: follows full-field crystal plasticity and does not read the seeds' positions).
+#: ``gru_aluminium_v4.pt``, also shipped, is the same with positions; ``gru_aluminium_v3.pt``
+#: follows the iso-strain (taylor K = 20) labels; ``model: <name>`` selects one by name.
+SHIPPED_MODEL = "gru_aluminium_v5.pt"
 _SETUP_CHUNK = 32768
 
 
@@ -84,7 +85,7 @@ class GRUBackend(Backend):
         "descriptors": Field("file", "HDF5 file with dataset 'descriptor' (n_materials, 20, 7) and optionally "
                              "'fractions' (n_materials, 20), relative to the run config"),
         "model": Field("file", "model file (.pt), relative to the run config, or a shipped model's name "
-                       "(gru_aluminium_v4.pt, gru_aluminium_v3.pt); default: gru_aluminium_v4.pt",
+                       "(gru_aluminium_v5.pt, gru_aluminium_v4.pt, gru_aluminium_v3.pt); default: gru_aluminium_v5.pt",
                        default=None),
         "kernels": Field("choice", "compiled kernels when built (auto), the split step in torch (reference) "
                          "or nn.GRU every evaluation (torch)", default="auto", choices=("auto", "reference", "torch")),
