@@ -169,7 +169,8 @@ def test_fine_tune_without_positions(data, tmp_path):
     train([data], tmp_path / "a", spec, progress=False, log=lambda *a: None)
     tuned = TrainSpec(**{**spec.__dict__, "init": str(tmp_path / "a" / "model.pt"), "positions": False})
     m = GRUSurrogate.load(train([data], tmp_path / "b", tuned, progress=False, log=lambda *a: None)["model"])
-    assert m.positions is False and m.meta["initialised_from"]["file"] == "model.pt"
+    assert m.positions is False
+    assert m.meta["initialised_from"]["file"] == "model.pt" and m.meta["initialised_from"]["positions"] is True
     d = DG.read_dataset(data)
     desc = torch.as_tensor(d["descriptor"][:4])
     moved = desc.clone()

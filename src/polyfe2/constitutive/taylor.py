@@ -350,13 +350,12 @@ class TaylorBackend(Backend):
             r = self._evaluate(F[part], F_0[part], dt, committed)
             P[part], failed[part] = r.P, r.failed
             for k, t in r.state.items():
-                if k not in trial:   # the committed tensor itself where the chunk's trial is (R, v)
-                    trial[k] = state[k] if t is committed.get(k) else torch.empty((N,) + t.shape[1:], dtype=t.dtype,
-                                                                                   device=t.device)
-                if trial[k] is not state.get(k):
-                    trial[k][part] = t
-                elif t is not committed[k]:   # this chunk changed it after all: a copy from here on
+                unchanged = t is committed.get(k)   # the trial shares it with the committed state (R, v)
+                if k not in trial:
+                    trial[k] = state[k] if unchanged else t.new_empty((N,) + t.shape[1:])
+                elif trial[k] is state.get(k) and not unchanged:   # changed in this chunk: a copy from here on
                     trial[k] = state[k].clone()
+                if trial[k] is not state.get(k):
                     trial[k][part] = t
         return Response(P=P, failed=failed, state=trial)
 

@@ -111,15 +111,16 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     if spec.init:   # fine-tune: weights *and* normalisation of an existing model
         model = GRUSurrogate.load(spec.init).float().to(dev)
         prior = dict(file=Path(spec.init).name, epochs=model.meta.get("epochs"),
-                     train_time_s=model.meta.get("train_time_s"), features=model.features, pooling=model.pooling)
+                     train_time_s=model.meta.get("train_time_s"), features=model.features, pooling=model.pooling,
+                     positions=model.positions)
         if (model.hidden, model.layers) != (spec.hidden, spec.layers):
             raise InputError(f"is {model.hidden}x{model.layers}, the options ask for {spec.hidden}x{spec.layers}",
                              file=spec.init, key="arch")
-        wanted = (spec.features or model.features, spec.pooling or model.pooling,
-                  model.positions if spec.positions is None else spec.positions)
-        if wanted != (model.features, model.pooling, model.positions):   # new inputs (statistics of tr)
+        features, pooling = spec.features or model.features, spec.pooling or model.pooling
+        positions = model.positions if spec.positions is None else spec.positions
+        if (features, pooling, positions) != (model.features, model.pooling, model.positions):   # new inputs
             try:
-                model = model.with_inputs(*wanted[:2], F_all[tr], dt_all[tr], positions=wanted[2]).to(dev)
+                model = model.with_inputs(features, pooling, F_all[tr], dt_all[tr], positions=positions).to(dev)
             except ValueError as exc:
                 raise InputError(str(exc), file=spec.init, key="arch.features") from None
     else:
