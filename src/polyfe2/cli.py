@@ -677,7 +677,7 @@ def _stop_on_sigterm(comm) -> None:
         signal.signal(signum, signal.SIG_IGN)   # one line however many signals follow
         message = f"stopped by {signal.Signals(signum).name}; the increments written so far and the restart points are kept"
         if comm is not None:
-            _abort(comm, message, 128 + signum)   # returns when another rank has already aborted the job
+            _abort(comm, message, 128 + signum, kind="stopped")   # returns when another rank has already aborted the job
         else:
             print(f"polyfe2: {message}", file=sys.stderr, flush=True)
         os._exit(128 + signum)
@@ -685,12 +685,12 @@ def _stop_on_sigterm(comm) -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def _abort(comm, message: str, status: int):
-    """An error on one rank of a run on several: the others wait in a collective call, so stop
-    them all (MPI_Abort) after saying what went wrong, in one line."""
+def _abort(comm, message: str, status: int, kind: str = "error"):
+    """An error on one rank of a run on several (or a signal, ``kind='stopped'``): the others wait
+    in a collective call, so stop them all (MPI_Abort) after saying what happened, in one line."""
     text = " ".join(message.split())
     sys.stdout.flush()
-    print(f"polyfe2: error on rank {comm.Get_rank()} of {comm.Get_size()}: {text}", file=sys.stderr, flush=True)
+    print(f"polyfe2: {kind} on rank {comm.Get_rank()} of {comm.Get_size()}: {text}", file=sys.stderr, flush=True)
     # The launcher reads the line from a pipe and the abort from its own socket; a job torn down
     # before it has read the pipe loses the line (Hydra forwards no output of a killed process),
     # so give it a moment to forward what is already written.

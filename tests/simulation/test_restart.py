@@ -88,6 +88,7 @@ def test_sigterm_stops_the_run_in_one_line_and_keeps_what_was_written(tmp_path, 
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     lines = [ln for ln in stderr.splitlines() if ln.startswith("polyfe2:")]
     assert 1 <= len(lines) <= ranks and all("stopped by SIGTERM" in ln for ln in lines), stderr
+    assert all("error" not in ln for ln in lines), stderr
     assert "PETSC ERROR" not in stderr and "Traceback" not in stderr
     points = RestartStore(tmp_path / "results", "plate").points()
     assert points and 2 <= points[-1] < 6, points
