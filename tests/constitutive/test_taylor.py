@@ -198,6 +198,49 @@ def test_purity_and_commit():
     assert torch.equal(st["xi_sl"], ref["xi_sl"])
 
 
+def test_newton_started_from_an_earlier_trial_gives_the_same_answer_in_fewer_iterations():
+    """The solver passes the trial state of the increment's latest evaluation: started from its
+    L_p and S (DAMASK's Lpguess and current S) the answer is the cold start's to the Newton's
+    tolerance, with fewer Newton iterations; a point that fails keeps its committed state, not
+    the start's; ``newton_start: committed`` ignores the start."""
+    q = damask.Rotation.from_random(12, rng_seed=11).as_quaternion().reshape(4, 3, 4)
+    I = torch.eye(3, dtype=D).expand(4, 3, 3)
+    be = get("taylor")(AL)
+    st = be.commit(be.evaluate(stretch(0.002).repeat(4, 1, 1), I, 2.0, be.setup(points(q), "cpu", D)).state)
+    F_0 = stretch(0.002).repeat(4, 1, 1)
+    earlier = be.evaluate(stretch(0.0030).repeat(4, 1, 1), F_0, 1.0, st)   # an N-GMRES iterate
+    F = stretch(0.0031).repeat(4, 1, 1)
+    F[2, 0, 1] = float("nan")                                                # a failing point
+
+    iterations = []
+
+    def counting(jacobian):
+        def wrapped(A, *args):
+            iterations.append(A.shape[0])                                  # crystals in this Newton step
+            return jacobian(A, *args)
+        return wrapped
+
+    be._jacobian = counting(type(be)._jacobian)
+    cold = be.evaluate(F, F_0, 1.0, st)
+    n_cold, iterations[:] = sum(iterations), []
+    warm = be.evaluate(F, F_0, 1.0, st, start=earlier.state)
+    n_warm = sum(iterations)
+    assert n_warm < 0.8 * n_cold, (n_warm, n_cold)   # 134 against 194 here
+    assert cold.failed.tolist() == warm.failed.tolist() == [False, False, True, False]
+    ok = ~cold.failed
+    assert float((warm.P - cold.P)[ok].abs().max()) < 1e-6 * float(cold.P[ok].abs().max())
+    for k in ("L_p", "xi_sl", "gamma_sl", "F_p"):
+        scale = float(cold.state[k][ok].abs().max())
+        assert float((warm.state[k] - cold.state[k])[ok].abs().max()) <= 1e-5 * scale, k
+    assert float(warm.state["gamma_sl"][ok].abs().max()) > 0                 # plastic
+    assert not torch.equal(earlier.state["L_p"][2], st["L_p"][2])            # the start differs from the committed
+    for k in ("L_p", "S", "xi_sl", "gamma_sl", "F_p"):
+        assert torch.equal(warm.state[k][2], st[k][2]), k                    # failed: committed, not the start's
+    committed = get("taylor")(AL, {"newton_start": "committed"})
+    same = committed.evaluate(F, F_0, 1.0, st, start=earlier.state)
+    assert torch.equal(same.P, cold.P)
+
+
 def test_failure_is_per_point():
     """Points given a non-finite F are reported failed with a finite P and their committed state
     kept; the other points of the batch are unaffected."""

@@ -173,7 +173,9 @@ def test_single_crystal_yields_by_schmid_and_saturates(tmp_path, hardening):
 
 def test_an_older_accepted_evaluation_is_evaluated_again_to_the_same_fields(tmp_path, monkeypatch):
     """Only the latest evaluation keeps its trial state; when an older one is accepted its state is
-    computed again: the run's fields equal those of runs where the accepted one kept its state."""
+    computed again: the run's fields equal those of runs where the accepted one kept its state, to
+    the crystal-plasticity Newton's tolerance (computed again, its Newton starts from the latest
+    evaluation's L_p, not from the one it first started from; rtol_Lp = 1e-6)."""
     from polyfe2.solver.spectral import SpectralSolver
 
     rng = np.random.default_rng(4)
@@ -196,6 +198,7 @@ def test_an_older_accepted_evaluation_is_evaluated_again_to_the_same_fields(tmp_
     monkeypatch.setattr(SpectralSolver, "_converged", drop_accepted_state)
     summary, curve, status = run_case(path)
     assert len(accepted_then_dropped) == 4 == len(status)
-    np.testing.assert_allclose(last_field(summary), reference[0], rtol=1e-12, atol=1e-3)
-    np.testing.assert_allclose(last_field(summary, "F"), reference[1], rtol=0, atol=1e-14)
+    P, P_ref = last_field(summary), reference[0]
+    assert np.abs(P - P_ref).max() < 1e-5 * np.abs(P_ref).max()   # 7.7e-7 here
+    np.testing.assert_allclose(last_field(summary, "F"), reference[1], rtol=0, atol=1e-8)   # 7.5e-10 here
     assert curve["P_11_MPa"][-1] > 40.0   # plastic: the state carried between increments matters

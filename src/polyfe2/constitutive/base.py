@@ -8,6 +8,7 @@ Life cycle per load increment::
 
     state = backend.setup(points, device, dtype)          # once
     resp = backend.evaluate(F, F_0, dt, state)            # any number of times (pure)
+    resp = backend.evaluate(F, F_0, dt, state, start=resp.state)   # may start from an earlier trial
     state = backend.commit(resp.state)                    # once the increment converged
 
 A cutback simply calls ``evaluate`` again with the same committed ``state``.
@@ -134,8 +135,13 @@ class Backend(abc.ABC):
         """Initial committed state of all points."""
 
     @abc.abstractmethod
-    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
-        """Stress at the end of the increment; pure (never modifies ``state``)."""
+    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State,
+                 start: State | None = None) -> Response:
+        """Stress at the end of the increment; pure (never modifies ``state``).
+
+        ``start`` is the trial state of an earlier evaluation of the same increment (the solver
+        passes its latest one). An iterative backend may start its local iteration from it; its
+        answer may then change within that iteration's tolerance. Others ignore it."""
 
     def commit(self, trial_state: State) -> State:
         """Make a converged trial state the committed one."""

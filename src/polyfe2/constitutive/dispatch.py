@@ -35,13 +35,16 @@ class MaterialModel:
     def setup(self, device, dtype) -> dict[str, State]:
         return {g.name: g.backend.setup(g.points, device, dtype) for g in self.groups}
 
-    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: dict[str, State]):
-        """(N,3,3) F → P (N,3,3), trial state, failed (N,) bool."""
+    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: dict[str, State],
+                 start: dict[str, State] | None = None):
+        """(N,3,3) F → P (N,3,3), trial state, failed (N,) bool; ``start``: the trial state of an
+        earlier evaluation of the increment (see :meth:`Backend.evaluate`)."""
         P = torch.empty_like(F)
         failed = torch.zeros(F.shape[0], dtype=torch.bool, device=F.device)
         trial = {}
         for g in self.groups:
-            r = g.backend.evaluate(F[g.index], F_0[g.index], dt, state[g.name])
+            r = g.backend.evaluate(F[g.index], F_0[g.index], dt, state[g.name],
+                                   None if start is None else start[g.name])
             P[g.index] = r.P
             failed[g.index] = r.failed
             trial[g.name] = r.state

@@ -78,6 +78,10 @@ class TaylorBackend(Backend):
         "substep_levels": Field("integer", "a point that fails is integrated again in 2, 4, ..., 2**substep_levels "
                                 "substeps before it counts as failed (DAMASK's crystallite substepping; 0: none; "
                                 "odmn's leaves do not use it)", default=4, low=0, high=12),
+        "newton_start": Field("choice", "where the L_p Newton and the first state predictor of an evaluation start: "
+                              "last (L_p and S of the increment's latest evaluation, as DAMASK's Lpguess and "
+                              "current S) or committed (those of the start of the increment)", default="last",
+                              choices=("last", "committed")),
     })
 
     def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None, phase_name="NAME"):
@@ -270,7 +274,7 @@ class TaylorBackend(Backend):
         return y, S, Lp, ok
 
     # ------------------------------------------------------------------------------------------
-    def update_constituents(self, Fk: torch.Tensor, dt: float, state: State):
+    def update_constituents(self, Fk: torch.Tensor, dt: float, state: State, start: State | None = None):
         """Eqs. (5)-(7) for every constituent with its own deformation gradient; pure.
 
         Parameters
@@ -281,6 +285,10 @@ class TaylorBackend(Backend):
             Time increment Δt in s.
         state : dict
             Committed state (N points, K constituents).
+        start : dict, optional
+            A trial state of the same increment whose ``L_p`` and ``S`` start the Newton and the
+            first state predictor (default: the committed ones). The answer is the same to the
+            Newton's tolerance; near the solution the Newton needs fewer iterations.
 
         Returns
         -------
@@ -299,8 +307,9 @@ class TaylorBackend(Backend):
         Lp0 = state["L_p"].reshape(M, 3, 3)
         S0 = state["S"].reshape(M, 3, 3)
         y0 = torch.cat([state["xi_sl"].reshape(M, 12), state["gamma_sl"].reshape(M, 12)], dim=-1)
+        first = state if start is None else start
 
-        y, S, Lp, ok = self._integrate_state(A, y0, Lp0, S0, dt, c)
+        y, S, Lp, ok = self._integrate_state(A, y0, first["L_p"].reshape(M, 3, 3), first["S"].reshape(M, 3, 3), dt, c)
 
         invFp = invFp0 @ (I - dt * Lp)
         Pk = Fm @ invFp @ S @ invFp.transpose(-1, -2)
@@ -321,7 +330,8 @@ class TaylorBackend(Backend):
                      R=state["R"], v=state["v"])
         return Pk.reshape(N, K, 3, 3), trial, ok.reshape(N, K)
 
-    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
+    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State,
+                 start: State | None = None) -> Response:
         """P at the end of the increment from the committed ``state``; pure.
 
         Parameters
@@ -334,10 +344,17 @@ class TaylorBackend(Backend):
             Time increment Δt in s.
         state : dict
             Committed state from :meth:`setup` or :meth:`commit`.
+        start : dict, optional
+            The trial state of the increment's latest evaluation: with ``newton_start: last``
+            (default) its L_p and S start each constituent's Newton, as DAMASK's integrateStress
+            starts from the latest L_p (Lpguess); the answer changes within the Newton's tolerance.
+            Substeps always start from the committed state.
         """
         N, K = state["v"].shape
+        if start is not None and self.options["newton_start"] == "committed":
+            start = None
         if N * K <= self.chunk_crystals:
-            return self._evaluate(F, F_0, dt, state)
+            return self._evaluate(F, F_0, dt, state, start)
         # bounded temporaries (the Newton's per-crystal Jacobians); each chunk's answer goes
         # straight into the whole trial state, so that no second copy of it is ever held
         step = max(1, self.chunk_crystals // K)
@@ -347,7 +364,8 @@ class TaylorBackend(Backend):
         for i in range(0, N, step):
             part = slice(i, i + step)
             committed = {k: t[part] for k, t in state.items()}
-            r = self._evaluate(F[part], F_0[part], dt, committed)
+            r = self._evaluate(F[part], F_0[part], dt, committed,
+                               None if start is None else {k: start[k][part] for k in ("L_p", "S")})
             P[part], failed[part] = r.P, r.failed
             for k, t in r.state.items():
                 unchanged = t is committed.get(k)   # the trial shares it with the committed state (R, v)
@@ -362,12 +380,13 @@ class TaylorBackend(Backend):
     #: crystals per chunk of :meth:`evaluate` (the answer does not depend on it)
     chunk_crystals = 1 << 16
 
-    def _evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
+    def _evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State,
+                  start: State | None = None) -> Response:
         v = state["v"]
         N, K = v.shape
         okF = self._admissible(F)
         Fs = torch.where(okF[:, None, None], F, torch.eye(3, dtype=F.dtype, device=F.device).expand_as(F))
-        Pk, trial, ok = self.update_constituents(Fs[:, None].expand(N, K, 3, 3), dt, state)
+        Pk, trial, ok = self.update_constituents(Fs[:, None].expand(N, K, 3, 3), dt, state, start)
         failed = ~okF | ((~ok) & (v > 0)).any(dim=1)
         retry = torch.nonzero(failed & okF).squeeze(1)   # F_0 is the committed, admissible field
         if retry.numel() and self.options["substep_levels"] > 0:

@@ -241,7 +241,8 @@ class SpectralSolver:
         inc = self._inc
         shape = F.shape
         t0 = time.perf_counter()
-        P, trial, failed = self.model.evaluate(F.reshape(-1, 3, 3), inc["F_0"], inc["dt"], inc["state"])
+        latest = self._cache[-1].trial if getattr(self, "_cache", None) else None   # starts local iterations
+        P, trial, failed = self.model.evaluate(F.reshape(-1, 3, 3), inc["F_0"], inc["dt"], inc["state"], latest)
         t1 = time.perf_counter()
         P = P.reshape(shape)
         P_hat = self.green.fft(P)
