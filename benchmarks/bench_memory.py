@@ -51,7 +51,7 @@ def worker(args) -> None:
     config = load_run_config(path)
     lines = []
     run(config, progress=False, log=lines.append)
-    estimate = re.search(r"\(([\d.]+)-([\d.]+) kB per cell\)", lines[0])
+    estimate = re.search(r"\(([\d.]+)-([\d.]+) kB per cell", lines[0])   # per cell; the fixed temporaries apart
     print("RESULT " + json.dumps(dict(peak=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                                       low=float(estimate[1]) * 1024, high=float(estimate[2]) * 1024)), flush=True)
 

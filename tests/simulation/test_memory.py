@@ -13,6 +13,29 @@ def test_estimate_counts_fields_and_two_to_three_copies_of_the_state():
     assert high == FIELD_ARRAYS * 72 + 3 * 20 * 9 * 8
 
 
+def test_taylor_temporaries_are_one_chunk_of_newton_work_however_many_points():
+    """The chunked update holds one chunk's Newton temporaries: they grow with the points up to a
+    chunk, then stay fixed (0.5 GiB), and the run's check counts them once, not per cell."""
+    from polyfe2.constitutive import get
+    from polyfe2.microstructure.materials import aluminium
+
+    be = get("taylor")(aluminium())
+    per_crystal = be.newton_bytes_per_crystal
+
+    def workspace(N, K):
+        return be.workspace_bytes({"v": torch.full((N, K), 1.0 / K)})
+
+    assert workspace(100, 20) == 100 * 20 * per_crystal
+    full = workspace(be.chunk_crystals // 20, 20)
+    assert full == (be.chunk_crystals // 20) * 20 * per_crystal and 0.45 * 2**30 < full <= 0.5 * 2**30
+    assert workspace(10**6, 20) == full
+    config = type("C", (), {"path": "run.yaml"})()
+    available = _available_memory()
+    _check_memory(1000, available // 2000, config, 0)   # half the memory: fits
+    with pytest.raises(InputError, match="the run needs at least"):
+        _check_memory(1000, available // 2000, config, 0, workspace=available // 2 + 2**20)
+
+
 def test_a_run_that_cannot_fit_says_so_before_it_starts():
     available = _available_memory()
     assert available is not None and available > 0

@@ -147,6 +147,11 @@ class Backend(abc.ABC):
         """Make a converged trial state the committed one."""
         return trial_state
 
+    def workspace_bytes(self, state: State) -> int:
+        """Bytes of temporaries one :meth:`evaluate` holds beyond its trial state: a fixed amount
+        where the update runs in chunks (not per point), for the run's memory estimate; 0 by default."""
+        return 0
+
     def beyond_range(self, state: State) -> tuple[int, float, float] | None:
         """For a learned model: how many points of the committed ``state`` lie beyond the range it
         was trained on, the largest value and the limit (the model extrapolates there); None for a

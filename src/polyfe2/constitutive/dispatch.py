@@ -50,6 +50,10 @@ class MaterialModel:
             trial[g.name] = r.state
         return P, trial, failed
 
+    def workspace_bytes(self, state: dict[str, State]) -> int:
+        """The largest of the groups' update temporaries (the groups are evaluated one after another)."""
+        return max((g.backend.workspace_bytes(state[g.name]) for g in self.groups), default=0)
+
     def commit(self, trial: dict[str, State]) -> dict[str, State]:
         return {g.name: g.backend.commit(trial[g.name]) for g in self.groups}
 

@@ -379,6 +379,14 @@ class TaylorBackend(Backend):
 
     #: crystals per chunk of :meth:`evaluate` (the answer does not depend on it)
     chunk_crystals = 1 << 16
+    #: bytes of Newton temporaries per crystal of a chunk (benchmarks/bench_memory.py: taylor K = 1
+    #: on 64×64×16 cells, one chunk, measured against the estimate without them)
+    newton_bytes_per_crystal = 8 * 1024
+
+    def workspace_bytes(self, state: State) -> int:
+        """The temporaries of one chunk of :meth:`evaluate` (0.5 GiB once the points fill a chunk)."""
+        N, K = state["v"].shape
+        return min(N, max(1, self.chunk_crystals // K)) * K * self.newton_bytes_per_crystal
 
     def _evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State,
                   start: State | None = None) -> Response:

@@ -98,15 +98,17 @@ def run(config: RunConfig, *, progress: bool = True, outputs=None, log=print, re
     solver = agree(comm, _make_solver, grid, model, C, options, fft, config)
     cells = int(np.prod(solver.local_cells))
     low, high = memory_estimate(state, cells)
-    agree(comm, _check_memory, low, cells, config, rank(comm))
+    workspace = model.workspace_bytes(state)
+    agree(comm, _check_memory, low, cells, config, rank(comm), workspace)
     C_avg = fft.sum(C.sum(dim=0).cpu().numpy()) / grid.N
     store = RestartStore(config.output_dir, config.name, comm)
     resumed = agree(comm, store.read, restart, source=config.path) if restart is not None else None
     log(f"polyfe2: grid {grid.cells}, {grid.N} cells, {1 if comm is None else comm.Get_size()} rank(s), FFT "
         f"{fft.name}, device {device}, backends "
         + ", ".join(f"{g.name}:{g.backend.describe()}" for g in model.groups)
-        + f", PETSc options '{options.petsc_options}', memory {low * cells / 2**30:.2f}-{high * cells / 2**30:.2f} "
-        f"GiB per rank ({low / 1024:.1f}-{high / 1024:.1f} kB per cell)"
+        + f", PETSc options '{options.petsc_options}', memory {(low * cells + workspace) / 2**30:.2f}-"
+        f"{(high * cells + workspace) / 2**30:.2f} GiB per rank ({low / 1024:.1f}-{high / 1024:.1f} kB per cell"
+        + (f" and {workspace / 2**30:.2f} GiB of constitutive temporaries" if workspace else "") + ")"
         + (f", restarting from increment {restart}" if restart is not None else ""))
 
     if outputs is None:
@@ -277,7 +279,8 @@ def memory_estimate(state, cells: int) -> tuple[int, int]:
     material state twice (it and one trial) at least and three times (the latest evaluation's
     trial is kept while the next one is computed) at most; a backend's trial may share tensors
     with the committed state (gru's stiffness and gate terms), hence the range. The constitutive
-    update's temporaries are bounded by its chunks, not by the grid (taylor: chunk_crystals)."""
+    update's temporaries are bounded by its chunks, not by the grid: a fixed amount
+    (:meth:`Backend.workspace_bytes`) that the run adds to these."""
     fields, per_state = FIELD_ARRAYS * 9 * 8, _state_bytes(state) // max(cells, 1)
     return fields + 2 * per_state, fields + 3 * per_state
 
@@ -292,11 +295,13 @@ def _available_memory() -> int | None:
     return None
 
 
-def _check_memory(per_cell: int, cells: int, config, rank_: int) -> None:
-    """Stop before the first increment when the least memory the run needs is not available."""
+def _check_memory(per_cell: int, cells: int, config, rank_: int, workspace: int = 0) -> None:
+    """Stop before the first increment when the least memory the run needs (``per_cell`` bytes per
+    cell and a fixed ``workspace``) is not available."""
     available = _available_memory()
-    if available is not None and per_cell * cells > available:
-        raise InputError(f"the run needs at least {per_cell * cells / 2**30:.1f} GiB on rank {rank_} "
+    need = per_cell * cells + workspace
+    if available is not None and need > available:
+        raise InputError(f"the run needs at least {need / 2**30:.1f} GiB on rank {rank_} "
                          f"({per_cell / 1024:.1f} kB per cell) but {available / 2**30:.1f} GiB are available; run "
                          f"on more ranks or nodes, or a smaller grid", file=config.path, key="geometry")
 
