@@ -677,7 +677,8 @@ def _stop_on_sigterm(comm) -> None:
         signal.signal(signum, signal.SIG_IGN)   # one line however many signals follow
         message = f"stopped by {signal.Signals(signum).name}; the increments written so far and the restart points are kept"
         if comm is not None:
-            _abort(comm, message, 128 + signum, kind="stopped")   # returns when another rank has already aborted the job
+            # returns when another rank has already aborted the job
+            _abort(comm, message, 128 + signum, kind="stopped")
         else:
             print(f"polyfe2: {message}", file=sys.stderr, flush=True)
         os._exit(128 + signum)
