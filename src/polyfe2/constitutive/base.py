@@ -120,6 +120,8 @@ class Backend(abc.ABC):
         self.C_11, self.C_12, self.C_44 = (float(el[c]) for c in ("C_11", "C_12", "C_44"))
 
     name: str = "?"
+    #: whether :meth:`evaluate` takes ``start`` (the solver passes it only then)
+    starts_from_trial: bool = False
 
     def describe(self) -> str:
         """One line for the run log: the backend and how it computes."""

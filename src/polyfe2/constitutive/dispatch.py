@@ -43,8 +43,11 @@ class MaterialModel:
         failed = torch.zeros(F.shape[0], dtype=torch.bool, device=F.device)
         trial = {}
         for g in self.groups:
-            r = g.backend.evaluate(F[g.index], F_0[g.index], dt, state[g.name],
-                                   None if start is None else start[g.name])
+            args = (F[g.index], F_0[g.index], dt, state[g.name])
+            if start is not None and g.backend.starts_from_trial:   # backends written before `start` work unchanged
+                r = g.backend.evaluate(*args, start=start[g.name])
+            else:
+                r = g.backend.evaluate(*args)
             P[g.index] = r.P
             failed[g.index] = r.failed
             trial[g.name] = r.state

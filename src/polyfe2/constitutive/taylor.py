@@ -84,6 +84,8 @@ class TaylorBackend(Backend):
                               choices=("last", "committed")),
     })
 
+    starts_from_trial = True
+
     def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None, phase_name="NAME"):
         super().__init__(phase, options, source=source, base_dir=base_dir, phase_name=phase_name)
         if phase["lattice"] != "cF":
