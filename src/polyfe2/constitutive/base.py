@@ -120,7 +120,7 @@ class Backend(abc.ABC):
         self.C_11, self.C_12, self.C_44 = (float(el[c]) for c in ("C_11", "C_12", "C_44"))
 
     name: str = "?"
-    #: whether :meth:`evaluate` takes ``start`` (the solver passes it only then)
+    #: whether :meth:`evaluate` takes ``start=`` (see there; the solver passes it only then)
     starts_from_trial: bool = False
 
     def describe(self) -> str:
@@ -137,13 +137,12 @@ class Backend(abc.ABC):
         """Initial committed state of all points."""
 
     @abc.abstractmethod
-    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State,
-                 start: State | None = None) -> Response:
+    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
         """Stress at the end of the increment; pure (never modifies ``state``).
 
-        ``start`` is the trial state of an earlier evaluation of the same increment (the solver
-        passes its latest one). An iterative backend may start its local iteration from it; its
-        answer may then change within that iteration's tolerance. Others ignore it."""
+        A backend with ``starts_from_trial = True`` also takes ``start=``, the trial state of an
+        earlier evaluation of the same increment (the solver passes its latest one), to start its
+        local iteration from; its answer may then change within that iteration's tolerance."""
 
     def commit(self, trial_state: State) -> State:
         """Make a converged trial state the committed one."""

@@ -48,8 +48,7 @@ class ElasticBackend(Backend):
         R = crystal.orientation_matrices(points.orientations, v, device=device, dtype=dtype)
         return {"R": R, "v": v}
 
-    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State,
-                 start: State | None = None) -> Response:
+    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
         """P = F Σ_k v_k R_kᵀ (C : (R_k E R_kᵀ)) R_k; pure, history-free."""
         R, v = state["R"], state["v"]
         ok = torch.isfinite(F).flatten(1).all(dim=1)

@@ -203,8 +203,7 @@ class GRUBackend(Backend):
         return int((size > limit).sum()), float(size.max()), float(limit)
 
     @torch.no_grad()
-    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State,
-                 start: State | None = None) -> Response:
+    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
         J = torch.linalg.det(F)
         ok = torch.isfinite(F).flatten(1).all(1) & (J > 0)
         I = eye3(F)

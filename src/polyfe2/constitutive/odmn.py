@@ -294,8 +294,7 @@ class ODMNBackend(Backend):
             P_bar[failed] = torch.einsum("nl,nlab->nab", W[failed], Pp) / Wsum[failed, None, None]
         return P_bar, trial, failed
 
-    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State,
-                 start: State | None = None) -> Response:
+    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
         """P̄ of every point's network at F̄ = F from the committed ``state``; pure."""
         dt = float(dt)
         c = self._constants(F.device, F.dtype)
