@@ -225,3 +225,42 @@ def test_saved_run_config_keeps_parameter_files_reachable(tmp_path):
     with pytest.raises(InputError, match="mapping of names to file names") as e:
         load_run_config(tmp_path / "a" / "run.yaml", {"backend_options": {"parameters": {"default": 3}}})
     assert e.value.key == "backend_options/parameters"
+
+
+def test_newton_started_from_the_latest_trial_gives_the_same_answer_in_fewer_steps(tmp_path):
+    """``newton_start: last``: the node Newton starts from the a of the solver's latest trial and
+    every leaf's L_p Newton from its previous evaluation. The answer is the cold start's to the
+    node equilibrium's tolerance with fewer network evaluations and leaf Newton steps; a failing
+    point keeps its committed state; ``committed`` ignores the start."""
+    p = ODMNParameters.random(3, seed=2)
+    runs = {}
+    for mode in ("committed", "last"):
+        be = backend(tmp_path, {"default": p}, newton_start=mode)
+        st = setup(be, np.zeros(6, int))
+        Fs = path(6, 4, rate=2e-3, seed=1)
+        F_0 = torch.eye(3, dtype=D).expand(6, 3, 3)
+        for F in Fs[:3]:
+            st, F_0 = be.commit(be.evaluate(F, F_0, 0.5, st).state), F
+        steps = []
+        jacobian = type(be.leaves)._jacobian
+        be.leaves._jacobian = lambda A, *args: steps.append(A.shape[0]) or jacobian(A, *args)
+        earlier = be.evaluate(Fs[3] * (1 + 2e-5), F_0, 0.5, st)              # an N-GMRES iterate
+        F = Fs[3].clone()
+        F[4, 0, 1] = float("nan")                                           # a failing point
+        steps.clear()
+        cold = be.evaluate(F, F_0, 0.5, st)
+        n_cold, steps[:] = sum(steps), []
+        warm = be.evaluate(F, F_0, 0.5, st, start=earlier.state)
+        runs[mode] = (cold, n_cold, warm, sum(steps), st, earlier)
+    cold, n_cold, same, n_same, _, _ = runs["committed"]
+    assert torch.equal(same.P, cold.P) and n_same == n_cold
+    _, n_first, warm, n_warm, st, earlier = runs["last"]
+    assert n_first < 0.95 * n_cold and n_warm < 0.5 * n_cold, (n_first, n_warm, n_cold)   # 736, 285 of 840 here
+    ok = ~cold.failed
+    assert cold.failed.tolist() == warm.failed.tolist() == [False] * 4 + [True, False]
+    assert float(warm.state["evaluations"][ok].mean()) < float(cold.state["evaluations"][ok].mean())
+    assert float((warm.P - cold.P)[ok].abs().max()) < 1e-6 * float(cold.P[ok].abs().max())
+    assert float(warm.state["leaf.gamma_sl"][ok].abs().max()) > 0.01                 # plastic
+    assert not torch.equal(earlier.state["a"][4], st["a"][4])
+    for k in ("a", "leaf.L_p", "leaf.S", "leaf.F_p", "leaf.gamma_sl"):
+        assert torch.equal(warm.state[k][4], st[k][4]), k                    # failed: committed, not the start's

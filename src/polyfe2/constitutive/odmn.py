@@ -19,7 +19,10 @@ A^i = ∂P^i/∂F^i the leaves' consistent tangent (:meth:`TaylorBackend.constit
 Leaf i only sees its depth-N ancestors (α^{ij} = 0 elsewhere), so K is assembled from the
 (leaf, ancestor, ancestor) blocks and scattered, never from dense 2^N × (2^N − 1)² products.
 Newton starts from the last converged a extrapolated with its rate over the last increment (from
-the converged a itself when that start fails). A step that does not lower |r| (or makes a leaf
+the converged a itself when that start fails); with ``newton_start: last`` (default) it starts
+instead from the a of the increment's latest evaluation, which the solver passes as ``start``,
+and every leaf's L_p Newton starts from that leaf's L_p and S of the network's previous
+evaluation (DAMASK's Lpguess, as ``taylor`` does). A step that does not lower |r| (or makes a leaf
 fail) is halved along the same direction (batched line search); each point stops when the
 largest component of r / Σ W is at most rtol times the largest leaf stress component plus atol.
 
@@ -84,7 +87,13 @@ class ODMNBackend(Backend):
         "chunk_points": Field("integer", "points solved together (bounds the memory of the Newton)",
                               default=256, low=1),
         "leaves": Field("mapping", "options of the leaves' crystal plasticity (those of `taylor`)", default={}),
+        "newton_start": Field("choice", "where an evaluation starts: last (the node vectors of the increment's latest "
+                              "evaluation, and every leaf's L_p Newton from its L_p and S of the network's previous "
+                              "evaluation) or committed (the extrapolated committed node vectors, the leaves from "
+                              "their committed state)", default="last", choices=("last", "committed")),
     })
+
+    starts_from_trial = True
 
     def __init__(self, phase, options=None, *, source="material.yaml", base_dir=None, phase_name="NAME"):
         super().__init__(phase, options, source=source, base_dir=base_dir, phase_name=phase_name)
@@ -214,16 +223,23 @@ class ODMNBackend(Backend):
         E = A.new_zeros(n, J, 3, 9).index_add_(1, flat, Eb.reshape(n, L * D, 3, 9))
         return K, B, E.reshape(n, 3 * J, 9).transpose(1, 2)
 
-    def _solve(self, Fbar, dt, st, c):
-        """Newton with line search on the node vectors of the n points of one chunk."""
+    def _solve(self, Fbar, dt, st, c, start=None):
+        """Newton with line search on the node vectors of the n points of one chunk; ``start``
+        (``a`` and the leaves' ``L_p``, ``S``) a trial of the same increment to start from."""
         o = self.options
         n = Fbar.shape[0]
         W, alpha, N, aa, N_anc = self._network(c, st["set"])
         J = alpha.shape[-1]
         Wsum = W.sum(1)
         leaf0 = {k[len(LEAF):]: t for k, t in st.items() if k.startswith(LEAF)}
-        a = st["a"] + dt * st["a_rate"]        # extrapolated from the last two converged increments
-        retried = (st["a_rate"] == 0).flatten(1).all(1)     # no extrapolation: nothing to retry from
+        if start is None:
+            a = st["a"] + dt * st["a_rate"]        # extrapolated from the last two converged increments
+            retried = (st["a_rate"] == 0).flatten(1).all(1)     # no extrapolation: nothing to retry from
+            leaf_start = None                      # every leaf Newton from the committed state
+        else:
+            a = start["a"].clone()
+            retried = (start["a"] == st["a"]).flatten(1).all(1)
+            leaf_start = {k: start[LEAF + k].clone() for k in ("L_p", "S")}
         a_prev, delta = a.clone(), torch.zeros_like(a)
         step = torch.ones(n, dtype=Fbar.dtype, device=Fbar.device)
         r_prev = torch.full((n,), float("inf"), dtype=Fbar.dtype, device=Fbar.device)
@@ -241,7 +257,11 @@ class ODMNBackend(Backend):
             x = active
             leaf_x = {k: t[x] for k, t in leaf0.items()}
             F_l = self._leaf_F(Fbar[x], alpha[x], a[x], N[x])
-            P_l, trial, ok = self.leaves.update_constituents(F_l, dt, leaf_x)
+            P_l, trial, ok = self.leaves.update_constituents(
+                F_l, dt, leaf_x, None if leaf_start is None else {k: t[x] for k, t in leaf_start.items()})
+            if leaf_start is not None:             # a failed leaf's trial is its committed state
+                for k, t in leaf_start.items():
+                    t[x] = trial[k]
             ok = ok.all(1)
             r = self._residual(W[x], alpha[x], P_l, N[x])
             rn = r.flatten(1).abs().amax(1) / Wsum[x] if J else torch.zeros_like(Wsum[x])
@@ -294,9 +314,15 @@ class ODMNBackend(Backend):
             P_bar[failed] = torch.einsum("nl,nlab->nab", W[failed], Pp) / Wsum[failed, None, None]
         return P_bar, trial, failed
 
-    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
-        """P̄ of every point's network at F̄ = F from the committed ``state``; pure."""
+    def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State,
+                 start: State | None = None) -> Response:
+        """P̄ of every point's network at F̄ = F from the committed ``state``; pure. ``start``: the
+        trial state of the increment's latest evaluation, where the Newton starts with
+        ``newton_start: last`` (the answer changes within the node equilibrium's tolerance)."""
         dt = float(dt)
+        last = self.options["newton_start"] == "last"
+        if not last:
+            start = None
         c = self._constants(F.device, F.dtype)
         okF = self.leaves._admissible(F)
         Fs = torch.where(okF[:, None, None], F, torch.eye(3, dtype=F.dtype, device=F.device).expand_as(F))
@@ -307,7 +333,14 @@ class ODMNBackend(Backend):
         size = int(self.options["chunk_points"])
         for s in range(0, n, size):
             i = slice(s, min(s + size, n))
-            P[i], tr, failed[i] = self._solve(Fs[i], dt, {k: t[i] for k, t in state.items()}, c)
+            st = {k: t[i] for k, t in state.items()}
+            if start is not None:
+                first = {k: start[k][i] for k in ("a", LEAF + "L_p", LEAF + "S")}
+            elif last:                             # the first evaluation: a as before, leaves warm within it
+                first = {"a": st["a"] + dt * st["a_rate"], LEAF + "L_p": st[LEAF + "L_p"], LEAF + "S": st[LEAF + "S"]}
+            else:
+                first = None
+            P[i], tr, failed[i] = self._solve(Fs[i], dt, st, c, first)
             for k, t in tr.items():
                 trial[k][i] = t
         P = torch.where(okF[:, None, None], P, torch.zeros_like(P))
