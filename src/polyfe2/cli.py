@@ -340,8 +340,9 @@ def _cmd_odmn_validate(args) -> int:
 def _cmd_compare(args) -> int:
     from .simulation.compare import compare_runs
 
-    r = compare_runs(Path(args.a), Path(args.b), Path(args.out), args.increment, tuple(args.labels or ()) or None)
-    print(f"polyfe2: increment {r['increment']}: mean σ_xx {r['mean_a'] / 1e6:.3f} and {r['mean_b'] / 1e6:.3f} MPa, "
+    r = compare_runs(Path(args.a), Path(args.b), Path(args.out), args.increment, tuple(args.labels or ()) or None,
+                     time=args.time)
+    print(f"polyfe2: {r['at']}: mean σ_xx {r['mean_a'] / 1e6:.3f} and {r['mean_b'] / 1e6:.3f} MPa, "
           f"mean |difference| {r['mean_abs_diff'] / 1e6:.3f} MPa ({100 * r['rel_mean_abs_diff']:.2f} % of the mean "
           f"|σ_xx| of the first), largest {r['max_abs_diff'] / 1e6:.3f} MPa; plot {args.out}")
     return 0
@@ -625,6 +626,8 @@ def main(argv=None) -> int:
     p.add_argument("a", help="results (DADF5) of the first run")
     p.add_argument("b", help="results (DADF5) of the second run")
     p.add_argument("--increment", type=int, help="default: the last of the first run")
+    p.add_argument("--time", type=float, help="instead of --increment: the increment of each run at this time t/s "
+                   "(runs with different increment sizes)")
     p.add_argument("--labels", nargs=2, metavar=("A", "B"))
     p.add_argument("--out", default="sigma_xx_compared.png")
     p.set_defaults(func=_cmd_compare)

@@ -113,6 +113,12 @@ def test_compare_shows_two_runs_and_their_difference(one_rank, tmp_path, capsys)
     assert "increment 3" in out and "mean |difference| 0.000 MPa" in out and (tmp_path / "c.png").stat().st_size > 0
     assert main(["compare", str(results), str(results), "--increment", "9"]) == 2
     assert "key 'increment': no increment 9; the file has 0..3" in capsys.readouterr().err
+    with h5py.File(results) as f:
+        t2 = float(f["increment_2"].attrs["t/s"])
+    assert main(["compare", str(results), str(results), "--time", repr(t2), "--out", str(tmp_path / "t.png")]) == 0
+    assert "polyfe2: increment 2: mean" in capsys.readouterr().out
+    assert main(["compare", str(results), str(results), "--time", repr(t2 * 1.01)]) == 2
+    assert f"key 'time': no increment at t = {t2 * 1.01:g} s; the file's are at 0, " in capsys.readouterr().err
 
 
 def test_the_range_notice_counts_over_ranks_also_with_a_rank_without_the_phase(tmp_path):
