@@ -76,7 +76,8 @@ class GRUBackend(Backend):
     State keys
     ----------
     ``h`` (L, N, H) float32 committed hidden state; ``m`` (N, m) microstructure vector; ``U``
-    (N, 3, 3) float32 committed stretch (the start of the increment, for the increment features);
+    (N, 3, 3) committed stretch in the run's precision (the start of the increment, for the
+    increment features);
     ``gh`` (L, N, 3H) and ``gx_const`` (N, 3H) the once-per-increment terms (empty with
     ``kernels: torch``); ``C`` (N, 3, 3, 3, 3) reference stiffness.
     """
@@ -176,7 +177,7 @@ class GRUBackend(Backend):
         R = crystal.orientation_matrices(q, v, device=device, dtype=dtype)
         C = average_stiffness(cubic_stiffness(self.C_11, self.C_12, self.C_44, device=device,
                                                               dtype=dtype), R, v.to(device=device, dtype=dtype))
-        U = torch.eye(3, dtype=torch.float32, device=device).expand(d.shape[0], 3, 3).contiguous()
+        U = torch.eye(3, dtype=dtype, device=device).expand(d.shape[0], 3, 3).contiguous()
         return self.commit({"h": h.contiguous(), "m": m.contiguous(), "C": C, "U": U})
 
     def commit(self, trial_state: State) -> State:
@@ -210,18 +211,21 @@ class GRUBackend(Backend):
         Fs = torch.where(ok[:, None, None], F, I.expand_as(F))
         J = torch.where(ok, J, torch.ones_like(J))
         R, U = polar_decomposition(Fs)
-        U32 = U.to(torch.float32)
         if "U" not in state:   # a restart point written before the committed stretch was kept
-            state = dict(state, U=polar_decomposition(F_0)[1].to(torch.float32))
+            state = dict(state, U=polar_decomposition(F_0)[1])
+        # the step features (stretch and its increment) are formed and standardised in F's precision
+        # and only then rounded to the network's float32: an increment of 1e-4 formed from float32
+        # stretches keeps about 3 digits, and P would jump by up to kPa at steps of F of 1e-8
+        U_0 = state["U"].to(U.dtype)
         if self._fused is None:
-            s_dev, h_new = self.model.step(U32, state["m"], state["h"], state["U"], dt)
+            s_dev, h_new = self.model.step(U, state["m"], state["h"], U_0, dt)
         else:
-            h_new, y = self._fused.step(self.model.step_features(U32, state["U"], dt).contiguous(), state["h"],
-                                        GRUPrecomputed(state["gh"], state["gx_const"]))
+            f = self.model.step_features(U, U_0, dt).to(torch.float32)
+            h_new, y = self._fused.step(f.contiguous(), state["h"], GRUPrecomputed(state["gh"], state["gx_const"]))
             s_dev = self.model.unscale_stress(y)
         s = deviatoric(voigt_to_tensor(s_dev.to(F.dtype)))   # keep it deviatoric
         sigma = R @ s @ R.transpose(-1, -2) + (self.bulk * torch.log(J) / J)[:, None, None] * I
         P = first_Piola_Kirchhoff(sigma, Fs)
         ok = ok & torch.isfinite(P).flatten(1).all(1)
         P = torch.where(ok[:, None, None], P, torch.zeros_like(P))
-        return Response(P=P, state={"h": h_new, "m": state["m"], "C": state["C"], "U": U32}, failed=~ok)
+        return Response(P=P, state={"h": h_new, "m": state["m"], "C": state["C"], "U": U}, failed=~ok)

@@ -358,7 +358,8 @@ class GRUSurrogate(nn.Module):
         h_new : Tensor, shape (layers, B, hidden)
             Trial hidden state (commit it once the increment converged).
         """
-        out, h_new = self.gru(self._inputs(self.step_features(F, F_prev, dt), m)[:, None, :], h)
+        f = self.step_features(F, F_prev, dt).to(self.input_layer.weight.dtype)   # scaled in F's precision
+        out, h_new = self.gru(self._inputs(f, m)[:, None, :], h)
         return self.unscale_stress(self.output_layer(out[:, 0])), h_new
 
     def fused(self, **kwargs):
