@@ -7,6 +7,8 @@ path at 1e-3/s, Δt = 1 s, after two committed ones):
 * ``odmn`` -- N material points, each a depth-D network (2^D phenopowerlaw leaves): the whole
   increment (batched Newton on the node vectors with its line search), with the mean and
   largest number of network evaluations per point (start, Newton steps, line-search trials);
+  the default ``newton_start: last`` (every leaf's Newton starts from its previous evaluation
+  within the node equilibrium) beside ``committed`` (every leaf from its committed state);
 * ``taylor K=1`` -- one residual evaluation of N full-field voxels (one crystal per cell), what
   the spectral solver pays per iteration (a full-field increment takes several);
 * ``taylor K=2^D`` -- N points of 2^D crystals each, iso-strain: the same crystal count as the
@@ -70,9 +72,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         params = ODMNParameters.random(args.depth, seed=0).save(Path(tmp) / "p.pt")
         odmn = registry.get("odmn")(phase, {"parameters": {"default": str(params)}})
+        cold = registry.get("odmn")(phase, {"parameters": {"default": str(params)}, "newton_start": "committed"})
         taylor = registry.get("taylor")(phase)
         print(f"threads {torch.get_num_threads()}, depth {args.depth} ({L} leaves), float64, CPU")
-        print(f"{'N':>7} | {'odmn s/inc':>10} {'evals':>10} {'pts/s':>9} | {'taylor K=1 s/eval':>17} "
+        print(f"{'N':>7} | {'odmn s/inc':>10} {'evals':>10} {'pts/s':>9} {'committed s/inc':>15} {'ratio':>6} | "
+              f"{'taylor K=1 s/eval':>17} "
               f"{'ratio':>6} | {'taylor K=' + str(L) + ' s/eval':>18} {'ratio':>6}")
         for n in (int(float(s)) for s in args.sizes.split(",")):
             pts = MaterialPoints(torch.zeros(n, 1, 4, dtype=D), torch.ones(n, 1, dtype=D), torch.zeros(n, dtype=torch.long),
@@ -82,6 +86,7 @@ def main() -> None:
             t_odmn = timeit(lambda: res.update(r=odmn.evaluate(F, F0, 1.0, st)), torch.device("cpu"), args.repeat, 0)
             it = res["r"].state["evaluations"]
             assert not res["r"].failed.any()
+            t_cold = timeit(lambda: cold.evaluate(F, F0, 1.0, st), torch.device("cpu"), args.repeat, 0)
             q = torch.as_tensor(damask.Rotation.from_random(n * L, rng_seed=1).as_quaternion()).reshape(n, L, 4)
             timings = []
             for K in (1, L):
@@ -89,7 +94,8 @@ def main() -> None:
                 st_t, F0_t, F_t = warm(taylor, taylor.setup(tp, "cpu", D), n)
                 timings.append(timeit(lambda: taylor.evaluate(F_t, F0_t, 1.0, st_t), torch.device("cpu"),
                                       args.repeat, 0))
-            print(f"{n:>7} | {t_odmn:>10.3f} {float(it.mean()):>5.1f}/{int(it.max()):<4} {n / t_odmn:>9.0f} | "
+            print(f"{n:>7} | {t_odmn:>10.3f} {float(it.mean()):>5.1f}/{int(it.max()):<4} {n / t_odmn:>9.0f} "
+                  f"{t_cold:>15.3f} {t_cold / t_odmn:>6.2f} | "
                   f"{timings[0]:>17.4f} {t_odmn / timings[0]:>6.0f} | {timings[1]:>18.3f} {t_odmn / timings[1]:>6.1f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory {peak:.0f} MiB")
