@@ -15,7 +15,7 @@ the ratios, and how far the two answers are apart (cell P of the last increment,
 its RMS; both converge to the solver's tolerance, eps_div_rel = 5e-4).
 
   python benchmarks/bench_newton_start.py [--cells 151 151 1] [--K 4] [--increments 2]
-  python benchmarks/bench_newton_start.py --backend odmn --cells 32 32 1
+  python benchmarks/bench_newton_start.py --backend odmn --cells 24 24 1
 """
 from __future__ import annotations
 
