@@ -185,6 +185,9 @@ def test_step_times_scale_the_flow_stress_by_the_rate_sensitivity(tmp_path):
         np.testing.assert_allclose(data["sigma_dev"][i], one[0], rtol=1e-9, atol=1e-3)
     with pytest.raises(InputError, match="dt_spread"):
         _spec(dt_spread=0.5).check()
+    _spec(max_strain=0.6).check()   # the strain concentrations of a component (a crack tip)
+    with pytest.raises(InputError, match=r"key 'max_strain': expected a number in \(0, 1\]"):
+        _spec(max_strain=1.5).check()
 
 
 def test_idealised_loads_reach_the_strain_bound(tmp_path):

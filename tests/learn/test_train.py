@@ -1,5 +1,6 @@
 """Training loop and error measures of the GRU surrogate."""
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -74,8 +75,10 @@ def test_evaluate_command(data, tmp_path, capsys):
     assert main(["evaluate", "gru", str(tmp_path / "t" / "model.pt"), f"tiny={data}", "--out",
                  str(tmp_path / "e")]) == 0
     assert "tiny" in capsys.readouterr().out
-    for name in ("report.json", "errors.png", "examples_tiny.png"):
+    for name in ("report.json", "errors.png", "examples_tiny.png", "incremental.png"):
         assert (tmp_path / "e" / name).stat().st_size > 0
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert len(report["incremental"]["falling_taylor"]) == len(report["incremental"]["levels"])
     rc = main(["evaluate", "gru", str(tmp_path / "none.pt"), f"tiny={data}", "--out", str(tmp_path / "e")])
     assert rc == 2 and "none.pt" in capsys.readouterr().err
     rc = main(["evaluate", "gru", str(tmp_path / "t" / "model.pt"), str(data), "--out", str(tmp_path / "e")])
@@ -180,3 +183,28 @@ def test_fine_tune_without_positions(data, tmp_path):
     with pytest.raises(InputError, match="positions"):
         train([data], tmp_path / "b", TrainSpec(**{**tuned.__dict__, "positions": None}), progress=False,
               log=lambda *a: None)
+
+
+def test_iso_strain_labels_count_only_beyond_the_full_field_strain():
+    from polyfe2.learn.loadpath import idealised_path
+    from polyfe2.learn.train import label_weights, log_strain_size, weighted_mse
+
+    F = np.stack([idealised_path("uniaxial_tension", steps=10, strain=0.1)] * 3)   # ||ln U|| = 1.5**0.5 e
+    np.testing.assert_allclose(log_strain_size(F[0]), 1.5**0.5 * np.linspace(0, 0.1, 11), atol=1e-12)
+    fullfield = dict(attrs=dict(method="fullfield", max_strain=0.05), F=F)
+    iso = dict(attrs=dict(method="taylor", max_strain=0.2), F=F)
+    w_ff, w_iso = label_weights([fullfield, iso])
+    assert w_ff.shape == (3, 10) and (w_ff == 1).all()
+    # steps 1..4 reach ||ln U|| = 0.049 <= 0.05: those iso-strain labels are left out, 5..10 count
+    np.testing.assert_array_equal(w_iso[0], [0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    assert (label_weights([iso])[0] == 1).all()   # an iso-strain set on its own counts everywhere
+    # the loss does not see the labels it leaves out, and with all weights 1 it is the plain MSE
+    pred, y = torch.randn(3, 10, 6), torch.randn(3, 10, 6)
+    w = torch.as_tensor(w_iso)
+    y_changed = torch.where(w[..., None] == 0, y + 100.0, y)
+    assert weighted_mse(pred, y_changed, w) == pytest.approx(float(weighted_mse(pred, y, w)), rel=1e-6)
+    assert float(weighted_mse(pred, y, torch.ones(3, 10))) == pytest.approx(float(torch.nn.functional.mse_loss(pred, y)),
+                                                                             rel=1e-6)
+    # the error statistics leave the same labels out
+    st = error_stats(np.zeros((1, 2, 6)), np.array([[[0, 0, 0, 0, 0, 4.0e6], [0, 0, 0, 0, 0, 8.0e6]]]), [[0, 1]])
+    assert st["mean_MPa"] == pytest.approx(8.0) and st["per_step_mean_MPa"][1] == pytest.approx(8.0)

@@ -21,6 +21,7 @@ from ..constitutive.gru_network import GRUSurrogate
 from ..errors import InputError
 from ..mechanics import voigt_to_tensor
 from .datagen import read_dataset
+from .incremental import incremental_response, plot_incremental_response
 
 __all__ = ["eq5_error", "predict", "error_stats", "evaluate_sets", "plot_error_per_step"]
 
@@ -54,12 +55,20 @@ def predict(model: GRUSurrogate, descriptors, F_paths, dt=None, fractions=None, 
     return np.concatenate(out) if out else np.zeros((0, F_paths.shape[1] - 1, 6))
 
 
-def error_stats(pred, true) -> dict:
+def error_stats(pred, true, weight=None) -> dict:
+    """Eq. 5 error of (S, T, 6) stress paths; ``weight`` (S, T) 0/1 leaves labels out (a step
+    no sample counts shows NaN in the per-step lists)."""
     err = eq5_error(pred, true)          # (S, T)
     peak = peak_stress(true)
-    return dict(samples=int(err.shape[0]), mean_MPa=float(err.mean() / 1e6), std_MPa=float(err.std() / 1e6),
-                peak_MPa=float(peak.mean() / 1e6), mean_pct_peak=float(100 * err.mean() / peak.mean()),
-                per_step_mean_MPa=(err.mean(0) / 1e6).tolist(), per_step_std_MPa=(err.std(0) / 1e6).tolist())
+    w = np.ones(err.shape) if weight is None else np.asarray(weight, dtype=float)
+    mean = (w * err).sum() / w.sum()
+    std = np.sqrt((w * (err - mean) ** 2).sum() / w.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step_mean = (w * err).sum(0) / w.sum(0)
+        step_std = np.sqrt((w * (err - step_mean) ** 2).sum(0) / w.sum(0))
+    return dict(samples=int(err.shape[0]), mean_MPa=float(mean / 1e6), std_MPa=float(std / 1e6),
+                peak_MPa=float(peak.mean() / 1e6), mean_pct_peak=float(100 * mean / peak.mean()),
+                per_step_mean_MPa=(step_mean / 1e6).tolist(), per_step_std_MPa=(step_std / 1e6).tolist())
 
 
 def plot_error_per_step(sets: dict, path: Path, title: str) -> Path:
@@ -126,7 +135,9 @@ def label_gap(reference: dict, other: dict, reference_file, other_file) -> dict:
 def evaluate_sets(model_path: Path, sets: dict[str, Path], out: Path, descriptors=None,
                   label_gaps=()) -> dict:
     """Error report of ``model_path`` on named data sets: ``report.json``, ``errors.png`` and
-    one ``examples_<name>.png`` per set in ``out``. ``descriptors(grain descriptors) -> inputs``
+    one ``examples_<name>.png`` per set in ``out``, and the incremental response beside
+    ``taylor`` (:mod:`.incremental`: ``report['incremental']``, ``incremental.png``).
+    ``descriptors(grain descriptors) -> inputs``
     gives the model's microstructure inputs where they are not the grain rows (fingerprints).
     ``label_gaps``: pairs ``(reference, other)`` of set names whose labels are compared too
     (``report['label_gaps']['other vs reference']``)."""
@@ -146,5 +157,9 @@ def evaluate_sets(model_path: Path, sets: dict[str, Path], out: Path, descriptor
         report["sets"][name] = st
         plot_examples(model, data, out / f"examples_{name}.png")
     plot_error_per_step(report["sets"], out / "errors.png", f"GRU surrogate {Path(model_path).name}")
+    if descriptors is None:   # the probe's VEs are grain rows
+        report["incremental"] = incremental_response(model)
+        plot_incremental_response(report["incremental"], out / "incremental.png",
+                                  f"{Path(model_path).name}: steps from a committed uniaxial state")
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     return report

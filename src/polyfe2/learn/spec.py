@@ -53,7 +53,7 @@ class DatagenSpec:
             raise InputError(f"expected one of {TEXTURES}, got {self.texture!r}", file=file, key="texture")
         if self.load not in LOADS:
             raise InputError(f"expected one of {LOADS}, got {self.load!r}", file=file, key="load")
-        for key, ok, expected in (("max_strain", 0 < self.max_strain < 0.5, "in (0, 0.5)"),
+        for key, ok, expected in (("max_strain", 0 < self.max_strain <= 1, "in (0, 1]"),
                                   ("dt", self.dt > 0, "> 0"),
                                   ("dt_spread", self.dt_spread >= 1, ">= 1"),
                                   ("textured_fraction", 0 <= self.textured_fraction <= 1, "in [0, 1]")):

@@ -57,8 +57,32 @@ _RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "se
                 "pooling", "augment", "positions")
 
 
+def log_strain_size(F: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) -> (...) ||ln U||_F, the Hencky strain magnitude of the paths' max_strain."""
+    C = np.swapaxes(F, -1, -2) @ F
+    return 0.5 * np.linalg.norm(np.log(np.linalg.eigvalsh(C)), axis=-1)
+
+
+def label_weights(parts: list[dict]) -> list[np.ndarray]:
+    """(n, T) weight of every step's label in the loss, one array per data set.
+
+    Where full-field and iso-strain sets are trained together, the iso-strain labels count only
+    beyond the full-field sets' largest strain: below it the same states have the (more accurate)
+    full-field labels, and the two references differ by several MPa, so the network would learn
+    their average. Otherwise every label counts."""
+    ff = [float(p["attrs"]["max_strain"]) for p in parts if str(p["attrs"]["method"]) == "fullfield"]
+    out = []
+    for p in parts:
+        w = np.ones(p["F"].shape[:2], dtype=np.float32)[:, 1:]
+        if ff and str(p["attrs"]["method"]) != "fullfield":
+            w[log_strain_size(p["F"][:, 1:]) <= max(ff) * (1 + 1e-9)] = 0.0
+        out.append(w)
+    return out
+
+
 def load_training_data(files: list[Path]) -> dict:
-    """Concatenate data sets; every file must have the same number of steps."""
+    """Concatenate data sets; every file must have the same number of steps. ``weight`` (n, T)
+    says which labels count (:func:`label_weights`), ``parts`` keeps every file's attributes."""
     parts = [read_dataset(f) for f in files]
     for f, p in zip(files, parts):
         if str(p["attrs"]["steps"]) != str(parts[0]["attrs"]["steps"]):
@@ -68,8 +92,16 @@ def load_training_data(files: list[Path]) -> dict:
             raise InputError("no finished samples", file=f, key="chunk_done")
     data = {k: np.concatenate([p[k] for p in parts])
             for k in ("descriptor", "fractions", "F", "sigma_dev", "dt", "texture")}
+    data["weight"] = np.concatenate(label_weights(parts))
     data["attrs"] = parts[0]["attrs"]
+    data["parts"] = [p["attrs"] for p in parts]
     return data
+
+
+def weighted_mse(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of (B, T, 6) outputs over the labels of weight ``w`` (B, T); with all
+    weights 1 it is ``mse_loss``."""
+    return (w[..., None] * (pred - y) ** 2).sum() / (6 * w.sum()).clamp_min(1)
 
 
 def _split(n: int, val_fraction: float, seed: int):
@@ -102,6 +134,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     F_all = torch.as_tensor(data["F"][:, 1:], dtype=torch.float32, device=dev)
     s_all = torch.as_tensor(data["sigma_dev"], dtype=torch.float32, device=dev)
     dt_all = torch.as_tensor(data["dt"], dtype=torch.float32, device=dev)
+    w_all = torch.as_tensor(data["weight"], dtype=torch.float32, device=dev)
 
     if spec.positions is False and d_all.shape[-1] != DESCRIPTOR_WIDTH:
         raise InputError(f"drops the seed positions of grain rows; the microstructure inputs are "
@@ -178,7 +211,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
             else:
                 r, k = rot[i:i + spec.batch], row[i:i + spec.batch]
                 d_b, f_b, y_b = (t[r, k] for t in rotated)
-            loss = torch.nn.functional.mse_loss(model.forward_prescaled(d_b, f_b, v), y_b)
+            loss = weighted_mse(model.forward_prescaled(d_b, f_b, v), y_b, w_all[idx])   # a rotation keeps the steps
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip)
@@ -189,8 +222,9 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
         with torch.no_grad():   # one forward pass gives the loss and the stresses
             model.eval()
             y_val = model.forward_prescaled(d_all[va], f_all[va], v_all[va] if v_all is not None else None)
-            val_loss = float(torch.nn.functional.mse_loss(y_val, y_all[va]))
-            val = error_stats(model.unscale_stress(y_val).double().cpu().numpy(), data["sigma_dev"][va])
+            val_loss = float(weighted_mse(y_val, y_all[va], w_all[va]))
+            val = error_stats(model.unscale_stress(y_val).double().cpu().numpy(), data["sigma_dev"][va],
+                              data["weight"][va])
         history.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss,
                             val_eq5_MPa=val["mean_MPa"], val_pct_peak=val["mean_pct_peak"], lr=lr_at(epoch),
                             time_s=time.perf_counter() - t_start))
@@ -234,13 +268,29 @@ def _rotated_training_copies(data, tr, model, dev):
 
 
 def _meta(data, files, spec, prior, history, n_train, n_val) -> dict:
-    a = data["attrs"]
+    a, parts = data["attrs"], data.get("parts", [data["attrs"]])
+    methods = sorted({str(p["method"]) for p in parts})
     return dict(trained_on=[Path(f).name for f in files], samples_train=n_train, initialised_from=prior, samples_val=n_val,
-                method=str(a["method"]), dt=float(a["dt"]), dt_range=[float(data["dt"].min()), float(data["dt"].max())],
-                reference=_reference(a), steps=int(a["steps"]), max_strain=float(a["max_strain"]),
+                method="+".join(methods), dt=float(a["dt"]), dt_range=[float(data["dt"].min()), float(data["dt"].max())],
+                reference=_references(parts), steps=int(a["steps"]),
+                max_strain=max(float(p["max_strain"]) for p in parts),
                 material=str(a["material"]), epochs=history[-1]["epoch"], train_time_s=history[-1]["time_s"],
                 val_eq5_MPa=history[-1]["val_eq5_MPa"], val_pct_peak=history[-1]["val_pct_peak"],
                 spec={k: v for k, v in asdict(spec).items() if v is not None})
+
+
+def _references(parts) -> str:
+    """The labels of the training sets in words, with the strains each reference covers."""
+    refs = {}
+    for p in parts:
+        refs[_reference(p)] = max(refs.get(_reference(p), 0.0), float(p["max_strain"]))
+    if len(refs) == 1:
+        return next(iter(refs))
+    ranges, lo = [], 0.0
+    for ref, hi in sorted(refs.items(), key=lambda kv: kv[1]):
+        ranges.append(f"{ref} for ||ln U|| in ({lo:g}, {hi:g}]")
+        lo = hi
+    return "; ".join(ranges)
 
 
 def _reference(attrs) -> str:
