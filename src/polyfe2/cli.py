@@ -121,7 +121,7 @@ def _cmd_train_gru(args) -> int:
                      layers=args.layers, val_fraction=args.val_fraction, seed=args.seed,
                      threads=args.threads, max_minutes=args.max_minutes, init=args.init, device=args.device,
                      features=args.features, pooling=args.pooling, augment=args.augment,
-                     positions=args.positions)
+                     positions=args.positions, squash=args.squash)
     files = [Path(p) for p in args.data]
     descriptors, name = None, "grains"
     if args.fingerprint:
@@ -231,6 +231,9 @@ def _add_gru_commands(sub) -> None:
     g.add_argument("--pooling", choices=GRU_POOLINGS, default=None,
                    help="grain pooling: mean, or volume (weighted by the grains' volume fractions); "
                         "default: mean for a new model, --init's otherwise")
+    g.add_argument("--squash", type=float, default=None, metavar="C",
+                   help="F+dF+dt: standardised step features z reach the network as C asinh(z/C), so strains and "
+                        "steps far beyond the training spread do not saturate it; default: --init's, none for a new model")
     g.add_argument("--no-positions", dest="positions", action="store_const", const=False, default=None,
                    help="the seeds' positions are not an input (a periodic VE has none, so moving a VE cannot "
                         "change the prediction); default: --init's, with positions for a new model")

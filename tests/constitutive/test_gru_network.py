@@ -319,3 +319,36 @@ def test_without_positions_moving_the_ve_changes_nothing(tmp_path):
     torch.testing.assert_close(loaded(moved, F), m(d, F), rtol=0, atol=0)
     with pytest.raises(ValueError, match="grain rows"):
         GRUSurrogate(descriptor_width=16, positions=False)
+
+
+def test_squashed_features_are_c_asinh_of_the_standardised_ones_and_round_trip(tmp_path):
+    """``squash c``: c asinh(z / c) of the standardised step features z -- about z within c
+    standard deviations, logarithmic far beyond (a crack tip's 40-sigma steps reach the network
+    as 11.99 with c = 4), odd and increasing; a model without it keeps plain z."""
+    plain = _model_v2()
+    squashed = plain.with_inputs("F+dF+dt", "volume", None, squash=4.0)
+    assert plain.squash is None and "squash" not in plain.arch and squashed.arch["squash"] == 4.0
+    d, F = _data()
+    z, f = plain.scale_path(F, 0.5), squashed.scale_path(F, 0.5)
+    torch.testing.assert_close(f, 4.0 * torch.asinh(z / 4.0))
+    small = z.abs() < 0.5
+    assert (f[small] - z[small]).abs().max() < 0.005 * 0.5
+    far = squashed.scale_features(squashed.x_mean + 40 * squashed.x_std)   # 40 sigma out
+    torch.testing.assert_close(far, torch.full_like(far, 4 * np.arcsinh(10.0)))   # 11.99
+    squashed.save(tmp_path / "s.pt")
+    back = GRUSurrogate.load(tmp_path / "s.pt")
+    assert back.squash == 4.0
+    v, dt = _fractions(), _dt()
+    torch.testing.assert_close(back(d, F, dt, v), squashed(d, F, dt, v), rtol=0, atol=0)
+    # the fused kernels take the squashed features as they come
+    m32 = GRUSurrogate.load(tmp_path / "s.pt").float()
+    with torch.no_grad():
+        h, mv = m32.initial_state(d.float(), v.float())
+        F1, I = F[:, 0].float(), torch.eye(3).expand(3, 3, 3)
+        ref, _ = m32.step(F1, mv, h, I, 0.5)
+        fg = m32.fused()
+        _, y = fg.step(m32.step_features(F1, I, 0.5).contiguous(), h.contiguous(),
+                       fg.precompute(h.contiguous(), mv.contiguous()))
+        assert (m32.unscale_stress(y) - ref).abs().max() < 1e-5 * ref.abs().max()
+    with pytest.raises(ValueError, match="squash"):
+        GRUSurrogate(features="F", squash=4.0)

@@ -102,6 +102,13 @@ def test_fine_tune_with_new_inputs(data, tmp_path):
     with pytest.raises(InputError, match="key 'features'"):   # resuming needs the same options
         train([data], tmp_path / "b", TrainSpec(**{**spec.__dict__, "init": str(tmp_path / "a" / "model.pt")}),
               progress=False, log=lambda *a: None)
+    # squashed step features: a fine-tune from the converted model keeps its weights
+    res = train([data], tmp_path / "c", TrainSpec(**{**spec.__dict__, "epochs": 1, "init": str(res["model"]),
+                                                     "squash": 4.0}), progress=False, log=lambda *a: None)
+    assert GRUSurrogate.load(res["model"]).squash == 4.0
+    for bad in (["--squash", "-1"], ["--squash", "4", "--features", "F"]):
+        rc = main(["train", "gru", str(data), "--out", str(tmp_path / "d"), "--epochs", "1", "--no-progress", *bad])
+        assert rc == 2
 
 
 def test_rotation_augmentation_trains_on_rotated_copies(data, tmp_path):

@@ -125,6 +125,11 @@ class GRUSurrogate(nn.Module):
         Whether the seeds' positions ``x, y, z`` are an input (True, the shipped models up to v4).
         A periodic VE has no absolute position: with False every seed is read as the middle of
         the cell, and moving a VE as a whole cannot change the prediction.
+    squash : float or None, optional
+        ``'F+dF+dt'`` only: the standardised features ``z`` reach the network as
+        ``c asinh(z / c)`` with ``c = squash`` (about ``z`` for ``|z| < c``, logarithmic beyond),
+        so that strains and steps far larger than the training steps' spread (a crack tip's,
+        tens of standard deviations) do not saturate the gates; None (the models up to v5): ``z``.
 
     Notes
     -----
@@ -136,8 +141,10 @@ class GRUSurrogate(nn.Module):
     def __init__(self, hidden: int = 256, layers: int = 2, m_size: int = 32,
                  input_size: Optional[int] = None, mlp_width: int = 128, n_grains: int = 20,
                  descriptor_width: int = DESCRIPTOR_WIDTH, features: str = "F", pooling: str = "mean",
-                 positions: bool = True):
+                 positions: bool = True, squash: Optional[float] = None):
         super().__init__()
+        if squash is not None and (features != "F+dF+dt" or not float(squash) > 0):
+            raise ValueError(f"squash needs features 'F+dF+dt' and a positive width, got {features!r}, {squash!r}")
         if not positions and descriptor_width != DESCRIPTOR_WIDTH:
             raise ValueError("positions=False needs grain rows [x, y, z, q0..q3] as the microstructure input")
         if features not in FEATURES:
@@ -149,6 +156,9 @@ class GRUSurrogate(nn.Module):
                          input_size=input_size, mlp_width=int(mlp_width),
                          n_grains=int(n_grains), descriptor_width=int(descriptor_width),
                          features=features, pooling=pooling, positions=bool(positions))
+        if squash is not None:   # absent from the files of the models without it
+            self.arch["squash"] = float(squash)
+        self.squash = None if squash is None else float(squash)
         self.positions = bool(positions)
         self.hidden, self.layers, self.m_size = int(hidden), int(layers), int(m_size)
         self.features, self.pooling, self.n_features = features, pooling, FEATURES[features]
@@ -213,7 +223,8 @@ class GRUSurrogate(nn.Module):
         """Raw features (..., n_features) -> the network's ``f``."""
         if self.features == "F":
             return (x - self.F_min) / self._span(self.F_min, self.F_max)
-        return (x - self.x_mean) / torch.where(self.x_std > 0, self.x_std, torch.ones_like(self.x_std))
+        z = (x - self.x_mean) / torch.where(self.x_std > 0, self.x_std, torch.ones_like(self.x_std))
+        return z if self.squash is None else self.squash * torch.asinh(z / self.squash)
 
     def step_features(self, F: Tensor, F_prev: Optional[Tensor] = None, dt=None) -> Tensor:
         """Scaled features (B, n_features) of one step (the ``f`` of FusedGRU)."""
@@ -372,20 +383,22 @@ class GRUSurrogate(nn.Module):
 
     @torch.no_grad()
     def with_inputs(self, features: str, pooling: str, F_paths: Tensor, dt=None,
-                    positions: Optional[bool] = None) -> "GRUSurrogate":
-        """A copy of this model taking ``features``, ``pooling`` and ``positions`` (default: this
-        model's), the start of a fine-tune.
+                    positions: Optional[bool] = None, squash: Optional[float] = None) -> "GRUSurrogate":
+        """A copy of this model taking ``features``, ``pooling``, ``positions`` and ``squash``
+        (default: this model's), the start of a fine-tune.
 
         Pooling has no weights of its own: volume pooling equals the mean for equal fractions.
         Dropping the positions keeps the weights, which then see every seed at the middle of the
-        cell (not exact: the fine-tune adapts them).
+        cell (not exact: the fine-tune adapts them). A new ``squash`` keeps the weights too (the
+        features within about ``squash`` standard deviations reach the network almost unchanged).
         From ``'F'`` to ``'F+dF+dt'`` the new statistics come from ``F_paths`` (B, T, 3, 3) and
         ``dt``, and the input layer is re-expressed exactly: with the same F the copy gives this
         model's outputs; the new feature columns (increment, ``ln dt``) start at zero weight."""
         like = self.output_layer.weight
         positions = self.positions if positions is None else bool(positions)
-        new = type(self)(**dict(self.arch, features=features, pooling=pooling, positions=positions)).to(
-            device=like.device, dtype=like.dtype)
+        squash = self.squash if squash is None else float(squash)
+        new = type(self)(**dict(self.arch, features=features, pooling=pooling, positions=positions,
+                                squash=squash)).to(device=like.device, dtype=like.dtype)
         if features == self.features:
             new.load_state_dict(self.state_dict())
             return new

@@ -50,11 +50,12 @@ class TrainSpec:
     pooling: str | None = None   # POOLINGS; None: 'mean' for a new model, the init model's otherwise
     augment: bool = False        # every epoch, every training sample in one of the cube's 24 rotations
     positions: bool | None = None  # seed positions as an input; None: True for a new model, the init model's otherwise
+    squash: float | None = None  # asinh width of the standardised step features; None: none for a new model, the init model's otherwise
 
 
 #: options that must match to resume (epochs, threads, device and the time limit may change)
 _RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip", "init", "features",
-                "pooling", "augment", "positions")
+                "pooling", "augment", "positions", "squash")
 
 
 def log_strain_size(F: np.ndarray) -> np.ndarray:
@@ -139,6 +140,9 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     if spec.positions is False and d_all.shape[-1] != DESCRIPTOR_WIDTH:
         raise InputError(f"drops the seed positions of grain rows; the microstructure inputs are "
                          f"{microstructure_input} of width {d_all.shape[-1]}", file="command line", key="no-positions")
+    if spec.squash is not None and not (spec.squash > 0 and (spec.features or "F+dF+dt") == "F+dF+dt"):
+        raise InputError(f"expected a positive width with features 'F+dF+dt', got {spec.squash!r}",
+                         file="command line", key="squash")
     torch.manual_seed(spec.seed)
     prior = None
     if spec.init:   # fine-tune: weights *and* normalisation of an existing model
@@ -151,15 +155,18 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
                              file=spec.init, key="arch")
         features, pooling = spec.features or model.features, spec.pooling or model.pooling
         positions = model.positions if spec.positions is None else spec.positions
-        if (features, pooling, positions) != (model.features, model.pooling, model.positions):   # new inputs
-            try:
-                model = model.with_inputs(features, pooling, F_all[tr], dt_all[tr], positions=positions).to(dev)
+        squash = model.squash if spec.squash is None else float(spec.squash)
+        if (features, pooling, positions, squash) != (model.features, model.pooling, model.positions, model.squash):
+            try:   # new inputs
+                model = model.with_inputs(features, pooling, F_all[tr], dt_all[tr], positions=positions,
+                                          squash=squash).to(dev)
             except ValueError as exc:
                 raise InputError(str(exc), file=spec.init, key="arch.features") from None
     else:
         model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers, descriptor_width=d_all.shape[-1],
                              features=spec.features or "F", pooling=spec.pooling or "mean",
-                             positions=True if spec.positions is None else spec.positions).to(dev)
+                             positions=True if spec.positions is None else spec.positions,
+                             squash=spec.squash).to(dev)
         model.fit_scaling(d_all[tr], F_all[tr], s_all[tr], dt_all[tr])
     v_all = (torch.as_tensor(data["fractions"], dtype=torch.float32, device=dev)
              if model.pooling == "volume" else None)
