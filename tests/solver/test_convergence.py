@@ -66,7 +66,7 @@ def test_oversized_step_cuts_back_and_finishes(tmp_path):
     q = damask.Rotation.from_random(2, rng_seed=9).quaternion
     path = write_case(tmp_path, np.array([[[0]], [[1]]]), {"Al": phase(plastic=AL_PLASTIC)},
                       [("Al", [q[0]]), ("Al", [q[1]])], [uniaxial_x(rate=1e-2, t=3.0, N=1)],
-                      backend_options={"substep_levels": 0})   # the solver cuts back, not the crystal
+                      backend_options={"substep_levels": 0}, solver={"N_cutback_max": 5})   # the solver cuts back, not the crystal
     summary, curve, status = run_case(path)
     levels = [r["cutback_level"] for r in status]
     assert summary.cutbacks >= 1 and max(levels) >= 1
