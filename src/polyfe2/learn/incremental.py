@@ -70,6 +70,20 @@ def _levels_path(levels, prestep):
     return path
 
 
+def _probe(step, state, levels, prestep, alphas):
+    """Drive ``step(s1, s0, state) -> (sigma_dev : D in MPa, trial state)`` along the pre-path,
+    committing every step, and from each level take the steps ``alphas`` without committing."""
+    out, s0, committed = [], 0.0, iter(levels)
+    want = next(committed)
+    for s in _levels_path(levels, prestep):
+        _, state = step(s, s0, state)
+        s0 = s
+        if abs(s - want) < 1e-12:
+            out.append([step(s + a, s, state)[0] for a in alphas])
+            want = next(committed, None)
+    return np.array(out)
+
+
 @torch.no_grad()
 def _gru(model, d, v, levels, prestep, alphas, dt):
     n = len(d)
@@ -77,16 +91,12 @@ def _gru(model, d, v, levels, prestep, alphas, dt):
     h, m = model.initial_state(torch.as_tensor(d, dtype=torch.float32, device=dev),
                                torch.as_tensor(v, dtype=torch.float32, device=dev))
     F = lambda s: torch.as_tensor(_stretch(s), dtype=torch.float64, device=dev).expand(n, 3, 3)  # noqa: E731
-    out, s0, committed = [], 0.0, iter(levels)
-    want = next(committed)
-    for s in _levels_path(levels, prestep):
-        _, h = model.step(F(s), m, h, F(s0), dt)
-        s0 = s
-        if abs(s - want) < 1e-12:
-            out.append([(model.step(F(s + a), m, h, F(s), dt)[0].double().cpu().numpy() @ _PROJECT) / 1e6
-                        for a in alphas])
-            want = next(committed, None)
-    return np.array(out)
+
+    def step(s1, s0, h):
+        sigma, h_new = model.step(F(s1), m, h, F(s0), dt)
+        return sigma.double().cpu().numpy() @ _PROJECT / 1e6, h_new
+
+    return _probe(step, h, levels, prestep, alphas)
 
 
 def _taylor(d, v, levels, prestep, alphas, dt):
@@ -94,22 +104,13 @@ def _taylor(d, v, levels, prestep, alphas, dt):
     backend = TaylorBackend(default_phase(), {"substep_levels": 3})
     points = MaterialPoints(torch.as_tensor(d[..., 3:], dtype=dtype), torch.as_tensor(v, dtype=dtype),
                             torch.zeros(n, dtype=torch.long))
-    state = backend.setup(points, torch.device("cpu"), dtype)
     F = lambda s: torch.as_tensor(_stretch(s), dtype=dtype).expand(n, 3, 3).contiguous()  # noqa: E731
 
-    def sigma(s1, s0, st):
-        r = backend.evaluate(F(s1), F(s0), dt, st)
-        return r, average_sigma_dev(r.P.numpy(), F(s1).numpy()) @ _PROJECT / 1e6
+    def step(s1, s0, state):
+        r = backend.evaluate(F(s1), F(s0), dt, state)
+        return average_sigma_dev(r.P.numpy(), F(s1).numpy()) @ _PROJECT / 1e6, backend.commit(r.state)
 
-    out, s0, committed = [], 0.0, iter(levels)
-    want = next(committed)
-    for s in _levels_path(levels, prestep):
-        r, _ = sigma(s, s0, state)
-        state, s0 = backend.commit(r.state), s
-        if abs(s - want) < 1e-12:
-            out.append([sigma(s + a, s, state)[1] for a in alphas])
-            want = next(committed, None)
-    return np.array(out)
+    return _probe(step, backend.setup(points, torch.device("cpu"), dtype), levels, prestep, alphas)
 
 
 def plot_incremental_response(res: dict, path, title: str):
