@@ -121,7 +121,7 @@ def _cmd_train_gru(args) -> int:
                      layers=args.layers, val_fraction=args.val_fraction, seed=args.seed,
                      threads=args.threads, max_minutes=args.max_minutes, init=args.init, device=args.device,
                      features=args.features, pooling=args.pooling, augment=args.augment,
-                     positions=args.positions, squash=args.squash)
+                     positions=args.positions, squash=args.squash, beyond_weight=args.beyond_weight)
     files = [Path(p) for p in args.data]
     descriptors, name = None, "grains"
     if args.fingerprint:
@@ -234,6 +234,9 @@ def _add_gru_commands(sub) -> None:
     g.add_argument("--squash", type=float, default=None, metavar="C",
                    help="F+dF+dt: standardised step features z reach the network as C asinh(z/C), so strains and "
                         "steps far beyond the training spread do not saturate it; default: --init's, none for a new model")
+    g.add_argument("--beyond-weight", type=float, default=1.0, metavar="W",
+                   help="full-field and iso-strain sets together: loss weight of the iso-strain labels, which count "
+                        "only beyond the full-field sets' largest strain (default 1)")
     g.add_argument("--no-positions", dest="positions", action="store_const", const=False, default=None,
                    help="the seeds' positions are not an input (a periodic VE has none, so moving a VE cannot "
                         "change the prediction); default: --init's, with positions for a new model")

@@ -106,7 +106,7 @@ def test_fine_tune_with_new_inputs(data, tmp_path):
     res = train([data], tmp_path / "c", TrainSpec(**{**spec.__dict__, "epochs": 1, "init": str(res["model"]),
                                                      "squash": 4.0}), progress=False, log=lambda *a: None)
     assert GRUSurrogate.load(res["model"]).squash == 4.0
-    for bad in (["--squash", "-1"], ["--squash", "4", "--features", "F"]):
+    for bad in (["--squash", "-1"], ["--squash", "4", "--features", "F"], ["--beyond-weight", "0"]):
         rc = main(["train", "gru", str(data), "--out", str(tmp_path / "d"), "--epochs", "1", "--no-progress", *bad])
         assert rc == 2
 
@@ -205,6 +205,10 @@ def test_iso_strain_labels_count_only_beyond_the_full_field_strain():
     # steps 1..4 reach ||ln U|| = 0.049 <= 0.05: those iso-strain labels are left out, 5..10 count
     np.testing.assert_array_equal(w_iso[0], [0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
     assert (label_weights([iso])[0] == 1).all()   # an iso-strain set on its own counts everywhere
+    # --beyond-weight scales the iso-strain labels that count, and only those
+    w_ff, w_iso = label_weights([fullfield, iso], beyond=0.25)
+    assert (w_ff == 1).all()
+    np.testing.assert_array_equal(w_iso[0], [0, 0, 0, 0] + [0.25] * 6)
     # the loss does not see the labels it leaves out, and with all weights 1 it is the plain MSE
     pred, y = torch.randn(3, 10, 6), torch.randn(3, 10, 6)
     w = torch.as_tensor(w_iso)

@@ -51,11 +51,15 @@ class TrainSpec:
     augment: bool = False        # every epoch, every training sample in one of the cube's 24 rotations
     positions: bool | None = None  # seed positions as an input; None: True for a new model, the init model's otherwise
     squash: float | None = None  # asinh width of the standardised step features; None: none for a new model, the init model's otherwise
+    beyond_weight: float = 1.0   # loss weight of the iso-strain labels beyond the full-field sets' strain (mixed sets)
 
 
 #: options that must match to resume (epochs, threads, device and the time limit may change)
 _RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip", "init", "features",
-                "pooling", "augment", "positions", "squash")
+                "pooling", "augment", "positions", "squash", "beyond_weight")
+
+#: what a checkpoint written before an option existed was trained with
+_DEFAULT_SPEC = {"beyond_weight": 1.0}
 
 
 def log_strain_size(F: np.ndarray) -> np.ndarray:
@@ -64,26 +68,28 @@ def log_strain_size(F: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(np.log(np.linalg.eigvalsh(C)), axis=-1)
 
 
-def label_weights(parts: list[dict]) -> list[np.ndarray]:
+def label_weights(parts: list[dict], beyond: float = 1.0) -> list[np.ndarray]:
     """(n, T) weight of every step's label in the loss, one array per data set.
 
     Where full-field and iso-strain sets are trained together, the iso-strain labels count only
-    beyond the full-field sets' largest strain: below it the same states have the (more accurate)
-    full-field labels, and the two references differ by several MPa, so the network would learn
-    their average. Otherwise every label counts."""
+    beyond the full-field sets' largest strain, with weight ``beyond``: below it the same states
+    have the (more accurate) full-field labels, and the two references differ by several MPa, so
+    the network would learn their average. Large-strain stresses are larger, so their squared
+    errors would otherwise dominate the loss. Otherwise every label counts."""
     ff = [float(p["attrs"]["max_strain"]) for p in parts if str(p["attrs"]["method"]) == "fullfield"]
     out = []
     for p in parts:
         w = np.ones(p["F"].shape[:2], dtype=np.float32)[:, 1:]
         if ff and str(p["attrs"]["method"]) != "fullfield":
+            w[:] = beyond
             w[log_strain_size(p["F"][:, 1:]) <= max(ff) * (1 + 1e-9)] = 0.0
         out.append(w)
     return out
 
 
-def load_training_data(files: list[Path]) -> dict:
+def load_training_data(files: list[Path], beyond_weight: float = 1.0) -> dict:
     """Concatenate data sets; every file must have the same number of steps. ``weight`` (n, T)
-    says which labels count (:func:`label_weights`), ``parts`` keeps every file's attributes."""
+    says which labels count and how much (:func:`label_weights`), ``parts`` keeps every file's attributes."""
     parts = [read_dataset(f) for f in files]
     for f, p in zip(files, parts):
         if str(p["attrs"]["steps"]) != str(parts[0]["attrs"]["steps"]):
@@ -93,7 +99,7 @@ def load_training_data(files: list[Path]) -> dict:
             raise InputError("no finished samples", file=f, key="chunk_done")
     data = {k: np.concatenate([p[k] for p in parts])
             for k in ("descriptor", "fractions", "F", "sigma_dev", "dt", "texture")}
-    data["weight"] = np.concatenate(label_weights(parts))
+    data["weight"] = np.concatenate(label_weights(parts, beyond_weight))
     data["attrs"] = parts[0]["attrs"]
     data["parts"] = [p["attrs"] for p in parts]
     return data
@@ -122,7 +128,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
         torch.set_num_threads(int(spec.threads))
     dev = resolve_device(spec.device)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_training_data(files)
+    data = load_training_data(files, spec.beyond_weight)
     tr, va = _split(len(data["F"]), spec.val_fraction, spec.seed)
     if descriptors is not None:
         if spec.augment:
@@ -140,6 +146,9 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     if spec.positions is False and d_all.shape[-1] != DESCRIPTOR_WIDTH:
         raise InputError(f"drops the seed positions of grain rows; the microstructure inputs are "
                          f"{microstructure_input} of width {d_all.shape[-1]}", file="command line", key="no-positions")
+    if not spec.beyond_weight > 0:
+        raise InputError(f"expected a positive weight, got {spec.beyond_weight!r}", file="command line",
+                         key="beyond-weight")
     if spec.squash is not None and not (spec.squash > 0 and (spec.features or "F+dF+dt") == "F+dF+dt"):
         raise InputError(f"expected a positive width with features 'F+dF+dt', got {spec.squash!r}",
                          file="command line", key="squash")
@@ -181,7 +190,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        changed = [k for k in _RESUME_KEYS if ck["spec"].get(k) != getattr(spec, k)]
+        changed = [k for k in _RESUME_KEYS if ck["spec"].get(k, _DEFAULT_SPEC.get(k)) != getattr(spec, k)]
         if changed:
             raise InputError(f"was written with other training options {changed}; use another --out",
                              file=ckpt_path, key=changed[0])
@@ -231,7 +240,7 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
             y_val = model.forward_prescaled(d_all[va], f_all[va], v_all[va] if v_all is not None else None)
             val_loss = float(weighted_mse(y_val, y_all[va], w_all[va]))
             val = error_stats(model.unscale_stress(y_val).double().cpu().numpy(), data["sigma_dev"][va],
-                              data["weight"][va])
+                              data["weight"][va] > 0)   # eq. 5 over the labels that count, unweighted
         history.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss,
                             val_eq5_MPa=val["mean_MPa"], val_pct_peak=val["mean_pct_peak"], lr=lr_at(epoch),
                             time_s=time.perf_counter() - t_start))
