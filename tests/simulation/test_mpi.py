@@ -123,7 +123,7 @@ def test_compare_shows_two_runs_and_their_difference(one_rank, tmp_path, capsys)
 
 def test_the_range_notice_counts_over_ranks_also_with_a_rank_without_the_phase(tmp_path):
     """A gru layer (z = 0, 1) on an elastic one (z = 2, 3), 2 ranks: rank 1 holds no gru point, yet
-    the notice of points beyond the model's training strain comes once, with the global count,
+    the notice of points beyond the model's training strain (v5: 0.05) comes once, with the global count,
     and the job does not hang in the reduction."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "solver"))
     from solver_cases import AL_PLASTIC, deformation, phase, write_case
@@ -139,7 +139,7 @@ def test_the_range_notice_counts_over_ranks_also_with_a_rank_without_the_phase(t
     run = write_case(tmp_path / "case", ids, {"Al": phase(plastic=AL_PLASTIC), "Stiff": phase()},
                      [("Al", [[1.0, 0, 0, 0]]), ("Stiff", [[1.0, 0, 0, 0]])],
                      [deformation(np.diag(np.exp(a * e)), t=1.0) for a in (0.03, 0.06, 0.09)], backend="gru",
-                     backend_options={"descriptors": str(tmp_path / "d.h5")})
+                     backend_options={"descriptors": str(tmp_path / "d.h5"), "model": "gru_aluminium_v5.pt"})
     r = polyfe2("run", run, ranks=2, timeout=120)
     assert r.returncode == 0, r.stderr
     said = [ln for ln in r.stdout.splitlines() if "beyond the model's training range" in ln]
