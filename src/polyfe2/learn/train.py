@@ -58,9 +58,6 @@ class TrainSpec:
 _RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip", "init", "features",
                 "pooling", "augment", "positions", "squash", "beyond_weight")
 
-#: what a checkpoint written before an option existed was trained with
-_DEFAULT_SPEC = {"beyond_weight": 1.0}
-
 
 def log_strain_size(F: np.ndarray) -> np.ndarray:
     """(..., 3, 3) -> (...) ||ln U||_F, the Hencky strain magnitude of the paths' max_strain."""
@@ -190,7 +187,8 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        changed = [k for k in _RESUME_KEYS if ck["spec"].get(k, _DEFAULT_SPEC.get(k)) != getattr(spec, k)]
+        default = TrainSpec()   # a checkpoint written before an option existed was trained with its default
+        changed = [k for k in _RESUME_KEYS if ck["spec"].get(k, getattr(default, k)) != getattr(spec, k)]
         if changed:
             raise InputError(f"was written with other training options {changed}; use another --out",
                              file=ckpt_path, key=changed[0])
