@@ -5,7 +5,7 @@
 # Stages 1-5 make gru_aluminium_v3 (iso-strain labels, about 5.5 h on 2 cores); stages 6-7 make
 # gru_aluminium_v4 from it (new step features and volume pooling, then full-field labels); stage 8
 # makes gru_aluminium_v5, stage 7 without the seeds' positions as an input; stage 9 makes
-# gru_aluminium_v6 from v5 (large strains).
+# gru_aluminium_v6 from v5 (large strains, to 0.6); stage 10 makes gru_aluminium_v7 from v6 (to 1).
 set -euo pipefail
 VENV=${1:-.venv}
 OUT=${2:-results/gru_model}
@@ -69,6 +69,11 @@ gen --out "$OUT/train_fullfield8_b.h5" --n-ve 752 --seed 21 "${ff_opts[@]}"
 gen --out "$OUT/train_large_strain_1024.h5" --n-ve 1024 --paths-per-ve 1 --seed 40 --chunk 64 --max-strain 0.6 "${dt_opts[@]}"
 "$P" train gru "$OUT/train_fullfield8.h5" "$OUT/train_large_strain_1024.h5" --out "$OUT/large_strain" \
   --init "$OUT/positionless/model.pt" --squash 4 --beyond-weight 0.25 --epochs 30 --batch 16 --lr 3e-4 --threads 2
+# stage 10: the same from v6 with iso-strain paths to 1 (1 024 VEs of seed 41): a crack tip's
+# voxels pass 0.6 before the plate reaches 2 %; 30 epochs, 10.5 min on 2 cores
+gen --out "$OUT/train_large_strain_1.0.h5" --n-ve 1024 --paths-per-ve 1 --seed 41 --chunk 64 --max-strain 1.0 "${dt_opts[@]}"
+"$P" train gru "$OUT/train_fullfield8.h5" "$OUT/train_large_strain_1.0.h5" --out "$OUT/large_strain_1.0" \
+  --init "$OUT/large_strain/model.pt" --beyond-weight 0.25 --epochs 30 --batch 16 --lr 3e-4 --threads 2
 
 sets=("seen_ve_new_paths=$OUT/test_seen_ve_new_paths.h5" "unseen_ve=$OUT/test_unseen_ve.h5")
 for k in uniaxial_tension plane_strain pure_shear; do sets+=("$k=$OUT/test_idealised_$k.h5"); done
@@ -82,11 +87,14 @@ gen --out "$OUT/test_fullfield8_unseen_taylor.h5" --n-ve 128 --paths-per-ve 1 --
 gen --out "$OUT/test_fullfield16.h5" --method fullfield --cells 16 --n-ve 8 --paths-per-ve 1 --seed 5 --chunk 1
 gen --out "$OUT/test_fullfield16_taylor.h5" --n-ve 8 --paths-per-ve 1 --seed 5 --chunk 1
 gen --out "$OUT/test_large_strain.h5" --n-ve 200 --paths-per-ve 1 --seed 12 --chunk 25 --max-strain 0.6 "${dt_opts[@]}"
+gen --out "$OUT/test_large_strain_1.0.h5" --n-ve 200 --paths-per-ve 1 --seed 13 --chunk 25 --max-strain 1.0 "${dt_opts[@]}"
 sets+=("unseen_ve_dt=$OUT/test_unseen_ve_dt.h5" "fullfield8_unseen_ve=$OUT/test_fullfield8_unseen.h5"
        "taylor_unseen_ve=$OUT/test_fullfield8_unseen_taylor.h5" "fullfield16_unseen_ve=$OUT/test_fullfield16.h5"
-       "taylor_same_8=$OUT/test_fullfield16_taylor.h5" "large_strain=$OUT/test_large_strain.h5")
+       "taylor_same_8=$OUT/test_fullfield16_taylor.h5" "large_strain=$OUT/test_large_strain.h5"
+       "large_strain_1.0=$OUT/test_large_strain_1.0.h5")
 gaps=(--label-gap fullfield8_unseen_ve:taylor_unseen_ve --label-gap fullfield16_unseen_ve:taylor_same_8)
 "$P" evaluate gru "$OUT/finetune4/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v3"
 "$P" evaluate gru "$OUT/fullfield/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v4"
 "$P" evaluate gru "$OUT/positionless/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v5"
 "$P" evaluate gru "$OUT/large_strain/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v6"
+"$P" evaluate gru "$OUT/large_strain_1.0/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v7"

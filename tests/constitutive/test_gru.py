@@ -262,9 +262,9 @@ def test_points_beyond_the_training_strain_are_counted_and_said_in_the_log(tmp_p
     """The shipped ``gru_aluminium_v5`` was trained to ||dev ln U|| = 0.05 (its file says so):
     committed stretches of 0.01, 0.06 and 0.2 give two points beyond it, the largest 0.2; a volume
     change does not count. A run taken past it says so in its log once the points appear. The
-    default model's limit is 0.6."""
+    default model's limit is 1."""
     desc = str(descriptors(tmp_path / "d.h5", 3))
-    assert registry.get("gru")(AL, {"descriptors": desc}, base_dir=tmp_path).model.meta["max_strain"] == 0.6
+    assert registry.get("gru")(AL, {"descriptors": desc}, base_dir=tmp_path).model.meta["max_strain"] == 1.0
     b = registry.get("gru")(AL, {"descriptors": desc, "model": "gru_aluminium_v5.pt"}, base_dir=tmp_path)
     assert b.model.meta["max_strain"] == 0.05
     e = torch.tensor([1.0, -0.5, -0.5], dtype=torch.float64) / 1.5**0.5   # unit deviatoric direction

@@ -34,7 +34,7 @@ def test_crystal_plasticity_is_monotone_at_every_strain(shipped):
 
 
 def test_the_shipped_surrogate_is_monotone_to_large_strain(shipped):
-    """The default model is trained on paths to ||ln U|| = 0.6: its response to a longer step
+    """The default model is trained on paths to ||ln U|| = 1: its response to a longer step
     grows as the reference's at every committed strain, also at 0.2, where v5 (trained to 0.05)
     answers a longer step with a lower stress for most VEs."""
     assert GRUSurrogate.load(shipped_model_path()).meta["max_strain"] >= 0.2

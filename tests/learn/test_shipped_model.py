@@ -25,9 +25,9 @@ def test_file_metadata_and_report(model):
     assert model.arch["hidden"] == 256 and model.arch["layers"] == 2
     assert (model.features, model.pooling) == ("F+dF+dt", "volume")
     assert model.meta["method"] == "fullfield+taylor" and model.meta["steps"] == 100
-    # full-field labels within the full-field paths' strain, iso-strain ones beyond it, to 0.6
+    # full-field labels within the full-field paths' strain, iso-strain ones beyond it, to 1
     assert model.meta["reference"].startswith("full-field crystal plasticity")
-    assert model.meta["reference"].endswith("for ||ln U|| in (0.05, 0.6]") and model.meta["max_strain"] == 0.6
+    assert model.meta["reference"].endswith("for ||ln U|| in (0.05, 1]") and model.meta["max_strain"] == 1.0
     assert model.squash == 4.0
     assert model.meta["dt_range"] == [0.125, 2.0]
     assert "phenopowerlaw" in model.meta["material"]
@@ -35,7 +35,8 @@ def test_file_metadata_and_report(model):
     report = json.loads(REPORT.read_text())
     assert report["checkpoint_version"] == CHECKPOINT_VERSION
     assert set(report["sets"]) >= {"fullfield8_unseen_ve", "taylor_unseen_ve", "seen_ve_new_paths", "unseen_ve",
-                                   "uniaxial_tension", "plane_strain", "pure_shear", "texture_cube", "large_strain"}
+                                   "uniaxial_tension", "plane_strain", "pure_shear", "texture_cube", "large_strain",
+                                   "large_strain_1.0"}
     assert report["sets"]["fullfield8_unseen_ve"]["samples"] >= 100
 
 

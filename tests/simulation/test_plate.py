@@ -37,7 +37,7 @@ def test_gru_plate_has_one_descriptor_per_material(tmp_path):
 def test_gru_demo_runs_with_the_shipped_models_around_taylor(tmp_path, capsys):
     """The crack demo with a 20-grain sample per voxel. The same files run with taylor (each voxel
     a K = 20 iso-strain point) give the iso-strain answer: ``gru_aluminium_v3``, trained on those
-    labels, follows it; the default ``gru_aluminium_v6`` follows full-field crystal plasticity at these strains,
+    labels, follows it; the default ``gru_aluminium_v7`` follows full-field crystal plasticity at these strains,
     which is softer than the iso-strain bound."""
     from polyfe2.io import read_curve
     from polyfe2.simulation.runner import run
@@ -46,7 +46,7 @@ def test_gru_demo_runs_with_the_shipped_models_around_taylor(tmp_path, capsys):
                "--increments", "10", "--strain", "0.006", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "gru (model gru_aluminium_v6.pt" in out and "0 cutbacks" in out
+    assert "gru (model gru_aluminium_v7.pt" in out and "0 cutbacks" in out
     default = np.asarray(read_curve(tmp_path / "results" / "plate_curve.csv")["P_11_MPa"])
     curves = {}
     for name, backend, options in (("taylor", "taylor", {}),

@@ -40,11 +40,12 @@ from .registry import register
 
 #: the model shipped with the package (used when ``backend_options/model`` is not given): it
 #: follows full-field crystal plasticity to ||ln U|| = 0.05 and iso-strain crystal plasticity
-#: from there to 0.6 (the strains of a crack tip), and does not read the seeds' positions.
-#: ``gru_aluminium_v5.pt``, also shipped, is trained to 0.05 only (more accurate there, falling
-#: stress beyond); ``gru_aluminium_v4.pt`` is v5 with positions; ``gru_aluminium_v3.pt`` follows
-#: the iso-strain (taylor K = 20) labels; ``model: <name>`` selects one by name.
-SHIPPED_MODEL = "gru_aluminium_v6.pt"
+#: from there to 1 (the strains of a crack tip), and does not read the seeds' positions.
+#: ``gru_aluminium_v6.pt``, also shipped, is the same trained to 0.6; ``gru_aluminium_v5.pt`` is
+#: trained to 0.05 only (more accurate there, falling stress beyond); ``gru_aluminium_v4.pt`` is
+#: v5 with positions; ``gru_aluminium_v3.pt`` follows the iso-strain (taylor K = 20) labels;
+#: ``model: <name>`` selects one by name.
+SHIPPED_MODEL = "gru_aluminium_v7.pt"
 _SETUP_CHUNK = 32768
 
 
@@ -88,8 +89,8 @@ class GRUBackend(Backend):
         "descriptors": Field("file", "HDF5 file with dataset 'descriptor' (n_materials, 20, 7) and optionally "
                              "'fractions' (n_materials, 20), relative to the run config"),
         "model": Field("file", "model file (.pt), relative to the run config, or a shipped model's name "
-                       "(gru_aluminium_v6.pt, gru_aluminium_v5.pt, gru_aluminium_v4.pt, gru_aluminium_v3.pt); default: "
-                       "gru_aluminium_v6.pt",
+                       "(gru_aluminium_v7.pt, gru_aluminium_v6.pt, gru_aluminium_v5.pt, gru_aluminium_v4.pt, "
+                       "gru_aluminium_v3.pt); default: gru_aluminium_v7.pt",
                        default=None),
         "kernels": Field("choice", "compiled kernels when built (auto), the split step in torch (reference) "
                          "or nn.GRU every evaluation (torch)", default="auto", choices=("auto", "reference", "torch")),
