@@ -140,7 +140,9 @@ def test_chunks_give_the_same_answer_and_a_failed_point_keeps_its_state(tmp_path
     F = path(5, 1, rate=2e-3)[0]
     F = torch.cat([F[:4], torch.full((1, 3, 3), float("nan"), dtype=D)])
     I = torch.eye(3, dtype=D).expand(5, 3, 3)
+    before = {k: t.clone() for k, t in st.items()}
     a, b = whole.evaluate(F, I, 0.5, st), chunked.evaluate(F, I, 0.5, st)
+    assert all(torch.equal(st[k], t) for k, t in before.items())          # pure: the committed state stays
     assert torch.equal(a.failed, torch.tensor([False] * 4 + [True]))
     assert torch.allclose(a.P, b.P, rtol=1e-12, atol=1e-6)
     assert torch.equal(a.state["leaf.F_p"][4], st["leaf.F_p"][4]) and torch.equal(a.state["a"][4], st["a"][4])

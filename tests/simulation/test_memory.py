@@ -44,3 +44,19 @@ def test_a_run_that_cannot_fit_says_so_before_it_starts():
                                          r"\(9.8 kB per cell\) but .* GiB are available"):
         _check_memory(10_000, 4 * available // 10_000, config, 0)
     _check_memory(10_000, available // 1_000_000, config, 0)   # fits: no error
+
+
+def test_odmn_temporaries_are_one_chunk_however_many_points(tmp_path):
+    """odmn solves chunk_points networks at a time: its temporaries stop growing at one chunk."""
+    from polyfe2.constitutive import get
+    from polyfe2.constitutive.odmn_network import ODMNParameters
+    from polyfe2.microstructure.materials import aluminium
+
+    be = get("odmn")(aluminium(), {"parameters": {"default": str(ODMNParameters.random(4).save(tmp_path / "p.pt"))},
+                                   "chunk_points": 64})
+
+    def workspace(N):
+        return be.workspace_bytes({"a": torch.zeros(N, 15, 3)})
+
+    assert 0 < workspace(10) < workspace(64) == workspace(10**6)
+    assert workspace(10) * 64 == workspace(64) * 10
