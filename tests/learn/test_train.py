@@ -111,6 +111,13 @@ def test_fine_tune_with_new_inputs(data, tmp_path):
         assert rc == 2
 
 
+def test_a_wrong_option_stops_before_the_data_are_read(tmp_path, capsys):
+    rc = main(["train", "gru", str(tmp_path / "absent.h5"), "--out", str(tmp_path / "d"), "--no-progress",
+               "--beyond-weight", "-1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "key 'beyond-weight'" in err and "absent.h5" not in err
+
+
 def test_rotation_augmentation_trains_on_rotated_copies(data, tmp_path):
     """With --augment the training loss is taken on rotated copies (rotation 0 is the data as
     they are), so it differs from the plain run's from the first epoch on; validation stays on

@@ -125,6 +125,12 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
         torch.set_num_threads(int(spec.threads))
     dev = resolve_device(spec.device)
     out.mkdir(parents=True, exist_ok=True)
+    if not spec.beyond_weight > 0:   # the options first: a wrong one stops before the data load
+        raise InputError(f"expected a positive weight, got {spec.beyond_weight!r}", file="command line",
+                         key="beyond-weight")
+    if spec.squash is not None and not (spec.squash > 0 and (spec.features or "F+dF+dt") == "F+dF+dt"):
+        raise InputError(f"expected a positive width with features 'F+dF+dt', got {spec.squash!r}",
+                         file="command line", key="squash")
     data = load_training_data(files, spec.beyond_weight)
     tr, va = _split(len(data["F"]), spec.val_fraction, spec.seed)
     if descriptors is not None:
@@ -143,12 +149,6 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     if spec.positions is False and d_all.shape[-1] != DESCRIPTOR_WIDTH:
         raise InputError(f"drops the seed positions of grain rows; the microstructure inputs are "
                          f"{microstructure_input} of width {d_all.shape[-1]}", file="command line", key="no-positions")
-    if not spec.beyond_weight > 0:
-        raise InputError(f"expected a positive weight, got {spec.beyond_weight!r}", file="command line",
-                         key="beyond-weight")
-    if spec.squash is not None and not (spec.squash > 0 and (spec.features or "F+dF+dt") == "F+dF+dt"):
-        raise InputError(f"expected a positive width with features 'F+dF+dt', got {spec.squash!r}",
-                         file="command line", key="squash")
     torch.manual_seed(spec.seed)
     prior = None
     if spec.init:   # fine-tune: weights *and* normalisation of an existing model
