@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from .errors import InputError, SolverError
-from .learn.spec import GRU_FEATURES, GRU_POOLINGS, LOADS, METHODS, ODMN_TEST_TEXTURES, PLATE_BANDS, SAMPLINGS, TEXTURES, DatagenSpec, FMDataSpec
+from .learn.spec import GRU_FEATURES, GRU_ORIENTATIONS, GRU_POOLINGS, LOADS, METHODS, ODMN_TEST_TEXTURES, PLATE_BANDS, SAMPLINGS, TEXTURES, DatagenSpec, FMDataSpec
 
 
 def _cmd_run(args) -> int:
@@ -121,7 +121,8 @@ def _cmd_train_gru(args) -> int:
                      layers=args.layers, val_fraction=args.val_fraction, seed=args.seed,
                      threads=args.threads, max_minutes=args.max_minutes, init=args.init, device=args.device,
                      features=args.features, pooling=args.pooling, augment=args.augment,
-                     positions=args.positions, squash=args.squash, beyond_weight=args.beyond_weight)
+                     positions=args.positions, squash=args.squash, beyond_weight=args.beyond_weight,
+                     orientation=args.orientation)
     files = [Path(p) for p in args.data]
     descriptors, name = None, "grains"
     if args.fingerprint:
@@ -240,6 +241,10 @@ def _add_gru_commands(sub) -> None:
     g.add_argument("--no-positions", dest="positions", action="store_const", const=False, default=None,
                    help="the seeds' positions are not an input (a periodic VE has none, so moving a VE cannot "
                         "change the prediction); default: --init's, with positions for a new model")
+    g.add_argument("--orientation", choices=GRU_ORIENTATIONS, default=None,
+                   help="a grain's orientation as the per-grain networks see it: quaternion (reduced to the "
+                        "fundamental zone) or cubic (the 15 components of sum_k r_k^4 over the cube axes: the same "
+                        "for all 24 equivalents and smooth); default: --init's, quaternion for a new model")
     g.add_argument("--augment", action="store_true",
                    help="every epoch, each training sample in a random one of the cube's 24 rotations (seeds, "
                         "grains, path and stress rotated together: an exact copy of the VE in another frame)")

@@ -352,3 +352,97 @@ def test_squashed_features_are_c_asinh_of_the_standardised_ones_and_round_trip(t
         assert (m32.unscale_stress(y) - ref).abs().max() < 1e-5 * ref.abs().max()
     with pytest.raises(ValueError, match="squash"):
         GRUSurrogate(features="F", squash=4.0)
+
+
+def _equivalents(q: np.ndarray) -> np.ndarray:
+    """All 24 cubic equivalents (24, ..., 4) of quaternions q (..., 4), not reduced."""
+    import damask
+    ops = damask.Orientation(lattice="cF").symmetry_operations.quaternion
+    eq = (damask.Rotation(ops.reshape((24,) + (1,) * (q.ndim - 1) + (4,))) * damask.Rotation(q[None])).quaternion
+    return np.where(eq[..., :1] < 0, -eq, eq)
+
+
+def test_cubic_orientation_tensor_is_the_anisotropic_part_of_the_rotated_stiffness_and_symmetric():
+    """A = sum_k r_k^4 over the crystal's cube axes: the lab-frame cubic stiffness (rotated by the
+    package's own rotate_stiffness) is C_12 I(x)I + 2 C_44 I_sym + (C_11 - C_12 - 2 C_44) A; A is
+    the same for the 24 equivalents of an orientation and differs between orientations."""
+    import damask
+    from polyfe2.constitutive.gru_network import cubic_orientation_tensor
+    from polyfe2.constitutive.crystal import orientation_matrices
+    from polyfe2.mechanics.elasticity import cubic_stiffness, rotate_stiffness
+    q = damask.Rotation.from_random(6, rng_seed=3).quaternion
+    a = cubic_orientation_tensor(torch.tensor(q))
+    assert a.shape == (6, 15)
+    full = torch.zeros(6, 3, 3, 3, 3, dtype=torch.float64)   # A from its 15 components
+    from itertools import combinations_with_replacement, permutations
+    for n, idx in enumerate(combinations_with_replacement(range(3), 4)):
+        for p in set(permutations(idx)):
+            full[(slice(None),) + p] = a[:, n]
+    c11, c12, c44 = 106.75e9, 60.41e9, 28.34e9
+    C = rotate_stiffness(cubic_stiffness(c11, c12, c44), orientation_matrices(torch.tensor(q), None, device="cpu",
+                                                                               dtype=torch.float64))
+    I = torch.eye(3, dtype=torch.float64)
+    iso = c12 * torch.einsum("ij,kl->ijkl", I, I) + c44 * (torch.einsum("ik,jl->ijkl", I, I)
+                                                          + torch.einsum("il,jk->ijkl", I, I))
+    torch.testing.assert_close(C, iso + (c11 - c12 - 2 * c44) * full, rtol=1e-12, atol=1e-3)
+    eq = _equivalents(q)
+    torch.testing.assert_close(cubic_orientation_tensor(torch.tensor(eq)), a.expand(24, 6, 15), rtol=0, atol=1e-12)
+    assert torch.cdist(a, a).fill_diagonal_(1).min() > 0.05
+
+
+def test_cubic_orientation_input_sees_one_orientation_in_all_its_forms_and_is_continuous(tmp_path):
+    """With orientation='cubic' a VE whose grains are given as any of their 24 equivalents gets
+    the same answer, and a grain turned by 0.01 degree across a face of the fundamental zone
+    changes it by little; with reduced quaternions the same turn makes the answer jump. The
+    input survives a checkpoint; files without it read as quaternion models."""
+    import damask
+    d, F = _data()
+    v, dt = _fractions(), _dt()
+    cubic = _model_v2(orientation="cubic")
+    assert cubic.arch["orientation"] == "cubic" and "orientation" not in _model_v2().arch
+    ref = cubic(d, F, dt, v)
+    eq = torch.tensor(_equivalents(d[..., 3:].numpy()))
+    for k in (1, 7, 19):
+        other = d.clone()
+        other[..., 3:] = eq[k]
+        torch.testing.assert_close(cubic(other, F, dt, v), ref, rtol=0, atol=1e-6 * ref.abs().max().item())
+    # the face of the zone at 45 degrees about z: one grain at 44.995 and at 45.005 degrees
+    sides = []
+    for angle in (44.995, 45.005):
+        q = damask.Rotation.from_axis_angle([0, 0, 1, angle], degrees=True).quaternion
+        turned = d.clone()
+        turned[:, 0, 3:] = torch.tensor(D.reduce_to_fz(q))
+        sides.append(turned)
+    assert (sides[0][0, 0, 3:] - sides[1][0, 0, 3:]).abs().max() > 0.1   # the reduced quaternion jumps
+    quaternion = _model_v2()
+    jump = (quaternion(sides[0], F, dt, v) - quaternion(sides[1], F, dt, v)).abs().max()
+    step = (cubic(sides[0], F, dt, v) - cubic(sides[1], F, dt, v)).abs().max()
+    assert step < 1e-3 * jump
+    cubic.save(tmp_path / "c.pt")
+    back = GRUSurrogate.load(tmp_path / "c.pt")
+    assert back.orientation == "cubic" and back.d_min.shape == (18,)
+    torch.testing.assert_close(back(d, F, dt, v), ref, rtol=0, atol=0)
+    assert GRUSurrogate.load(_save(_model_v2(), tmp_path / "q.pt")).orientation == "quaternion"
+    with pytest.raises(ValueError, match="grain rows"):
+        GRUSurrogate(descriptor_width=16, orientation="cubic")
+
+
+def _save(m, path):
+    m.save(path)
+    return path
+
+
+def test_a_new_orientation_input_keeps_every_weight_but_the_grain_networks_first_layers():
+    m = _model_v2()
+    d, F = _data()
+    with pytest.raises(ValueError, match="descriptors"):
+        m.with_inputs("F+dF+dt", "volume", None, orientation="cubic")
+    c = m.with_inputs("F+dF+dt", "volume", None, orientation="cubic", descriptors=d)
+    assert c.orientation == "cubic" and c.h0_net.phi[0].weight.shape == (16, 18)
+    old, new = m.state_dict(), c.state_dict()
+    for k in old:
+        if k.startswith(("h0_net.phi.0.", "m_net.phi.0.", "d_min", "d_max")):
+            continue
+        torch.testing.assert_close(new[k], old[k], rtol=0, atol=0)
+    rows = c.scale_descriptor(d)   # the rows' ranges come from the descriptors given
+    assert rows[..., 3:].min() >= 0 and rows[..., 3:].max() <= 1 and rows[..., 3:].amax((0, 1)).max() == 1

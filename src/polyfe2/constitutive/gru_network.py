@@ -2,9 +2,10 @@
 
 Architecture
     * Descriptor ``d`` (B, G, 7) -- rows ``[x, y, z, q0..q3]`` (:data:`DESCRIPTOR_LAYOUT`),
-      min-max scaled per column -- and, with ``pooling='volume'``, the grains' volume fractions
-      ``v`` (B, G).
-    * Two pooled (Deep Sets) microstructure networks, each a per-grain MLP ``7 -> W -> W``
+      min-max scaled per column (``orientation='cubic'``: the quaternion replaced by the 15
+      components of the cubic orientation tensor, :func:`cubic_orientation_tensor`) -- and, with
+      ``pooling='volume'``, the grains' volume fractions ``v`` (B, G).
+    * Two pooled (Deep Sets) microstructure networks, each a per-grain MLP ``7 (18) -> W -> W``
       (SiLU) pooled over the G grains, then a linear head. ``pooling='mean'`` averages the grains
       with equal weights; ``pooling='volume'`` weights grain g by ``v_g``, as the VE's average
       stress weights it. Either way the networks are invariant to the order of the grains:
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import math
 import os
+from itertools import combinations_with_replacement
 from typing import Optional, Tuple
 
 import torch
@@ -59,12 +61,15 @@ from ..errors import InputError
 from ..kernels import FusedGRU
 from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH
 from ..mechanics import STRESS_ORDER, isochoric
+from .crystal import orientation_matrices
 
 __all__ = [
     "GRUSurrogate",
     "STRESS_ORDER",
     "FEATURES",
     "POOLINGS",
+    "ORIENTATIONS",
+    "cubic_orientation_tensor",
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
 ]
@@ -76,6 +81,26 @@ READABLE_VERSIONS = (1, 2)
 #: step features and their number
 FEATURES = {"F": 9, "F+dF+dt": 19}
 POOLINGS = ("mean", "volume")
+#: how a grain's orientation reaches the per-grain networks (see :func:`cubic_orientation_tensor`)
+ORIENTATIONS = ("quaternion", "cubic")
+#: the independent components (i <= j <= k <= l) of a fully symmetric 4th-order tensor
+_SYM4 = torch.tensor(list(combinations_with_replacement(range(3), 4)))
+
+
+def cubic_orientation_tensor(q: Tensor) -> Tensor:
+    """The 15 independent components of ``A = sum_k r_k (x) r_k (x) r_k (x) r_k`` (..., 15) for
+    unit quaternions ``q`` (..., 4) (DAMASK's, scalar first), ``r_k`` the cube axes of the crystal
+    in the sample frame (rows of the lab->crystal matrix).
+
+    A is the same for all 24 cubic equivalents of an orientation (a symmetry operation permutes
+    the axes and flips their signs) and tells orientations apart up to them (the octahedral group
+    is exactly the symmetry of x^4 + y^4 + z^4), and it changes smoothly with the orientation,
+    where a quaternion reduced to the fundamental zone jumps at the zone's faces. The anisotropic
+    part of a cubic crystal's stiffness in the sample frame is linear in it:
+    ``C = C_12 I(x)I + 2 C_44 I_sym + (C_11 - C_12 - 2 C_44) A``."""
+    R = orientation_matrices(q, None, device=q.device, dtype=q.dtype)
+    i, j, k, l = _SYM4.to(q.device).unbind(1)
+    return (R[..., :, i] * R[..., :, j] * R[..., :, k] * R[..., :, l]).sum(-2)
 
 
 class _PooledMLP(nn.Module):
@@ -130,6 +155,11 @@ class GRUSurrogate(nn.Module):
         ``c asinh(z / c)`` with ``c = squash`` (about ``z`` for ``|z| < c``, logarithmic beyond),
         so that strains and steps far larger than the training steps' spread (a crack tip's,
         tens of standard deviations) do not saturate the gates; None (the models up to v5): ``z``.
+    orientation : str, optional
+        How a grain's orientation reaches the per-grain networks: ``'quaternion'`` (the shipped
+        models; reduced to the fundamental zone, so it jumps where two nearly equal orientations
+        lie on either side of a face of the zone) or ``'cubic'`` (:func:`cubic_orientation_tensor`:
+        the same for all 24 equivalents and smooth in the orientation).
 
     Notes
     -----
@@ -141,7 +171,7 @@ class GRUSurrogate(nn.Module):
     def __init__(self, hidden: int = 256, layers: int = 2, m_size: int = 32,
                  input_size: Optional[int] = None, mlp_width: int = 128, n_grains: int = 20,
                  descriptor_width: int = DESCRIPTOR_WIDTH, features: str = "F", pooling: str = "mean",
-                 positions: bool = True, squash: Optional[float] = None):
+                 positions: bool = True, squash: Optional[float] = None, orientation: str = "quaternion"):
         super().__init__()
         if squash is not None and (features != "F+dF+dt" or not float(squash) > 0):
             raise ValueError(f"squash needs features 'F+dF+dt' and a positive width, got {features!r}, {squash!r}")
@@ -149,6 +179,10 @@ class GRUSurrogate(nn.Module):
             raise ValueError("positions=False needs grain rows [x, y, z, q0..q3] as the microstructure input")
         if features not in FEATURES:
             raise ValueError(f"features must be one of {tuple(FEATURES)}, got {features!r}")
+        if orientation not in ORIENTATIONS:
+            raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
+        if orientation != "quaternion" and descriptor_width != DESCRIPTOR_WIDTH:
+            raise ValueError(f"orientation {orientation!r} needs grain rows [x, y, z, q0..q3] as the microstructure input")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         input_size = hidden if input_size is None else int(input_size)
@@ -158,12 +192,17 @@ class GRUSurrogate(nn.Module):
                          features=features, pooling=pooling, positions=bool(positions))
         if squash is not None:   # absent from the files of the models without it
             self.arch["squash"] = float(squash)
+        if orientation != "quaternion":   # likewise
+            self.arch["orientation"] = orientation
+        self.orientation = orientation
+        # the per-grain networks' input: the rows as given, or x, y, z and A's 15 components
+        row_width = descriptor_width if orientation == "quaternion" else 3 + len(_SYM4)
         self.squash = None if squash is None else float(squash)
         self.positions = bool(positions)
         self.hidden, self.layers, self.m_size = int(hidden), int(layers), int(m_size)
         self.features, self.pooling, self.n_features = features, pooling, FEATURES[features]
-        self.h0_net = _PooledMLP(descriptor_width, mlp_width, layers * hidden)
-        self.m_net = _PooledMLP(descriptor_width, mlp_width, m_size)
+        self.h0_net = _PooledMLP(row_width, mlp_width, layers * hidden)
+        self.m_net = _PooledMLP(row_width, mlp_width, m_size)
         self.input_layer = nn.Linear(self.n_features + m_size, input_size)   # linear: foldable by FusedGRU
         self.gru = nn.GRU(input_size, hidden, num_layers=layers, batch_first=True)
         self.output_layer = nn.Linear(hidden, 6)
@@ -174,8 +213,8 @@ class GRUSurrogate(nn.Module):
         else:
             self.register_buffer("x_mean", torch.zeros(self.n_features))
             self.register_buffer("x_std", torch.ones(self.n_features))
-        self.register_buffer("d_min", torch.zeros(descriptor_width))
-        self.register_buffer("d_max", torch.ones(descriptor_width))
+        self.register_buffer("d_min", torch.zeros(row_width))
+        self.register_buffer("d_max", torch.ones(row_width))
         self.register_buffer("s_min", torch.zeros(6))
         self.register_buffer("s_max", torch.ones(6))
 
@@ -259,17 +298,32 @@ class GRUSurrogate(nn.Module):
             # training and gets no gradient: its weights are zeroed, so other values do not act
             # through untrained weights
             self.input_layer.weight[:, :self.n_features][:, self.x_std == 0] = 0.0
-        d = descriptors.reshape(-1, descriptors.shape[-1])
+        self.fit_descriptor_scaling(descriptors)
         s = sigma_dev.reshape(-1, 6)
-        for name, v in (("d", d), ("s", s)):
-            getattr(self, f"{name}_min").copy_(v.amin(0))
-            getattr(self, f"{name}_max").copy_(v.amax(0))
+        self.s_min.copy_(s.amin(0))
+        self.s_max.copy_(s.amax(0))
+
+    @torch.no_grad()
+    def fit_descriptor_scaling(self, descriptors: Tensor) -> None:
+        """Set the per-column range of the per-grain networks' rows from descriptors (B, G, 7)."""
+        d = self.grain_rows(descriptors)
+        d = d.reshape(-1, d.shape[-1])
+        self.d_min.copy_(d.amin(0))
+        self.d_max.copy_(d.amax(0))
+
+    def grain_rows(self, d: Tensor) -> Tensor:
+        """Unscaled per-grain rows (..., G, W): the descriptor, its quaternions replaced by
+        :func:`cubic_orientation_tensor` with ``orientation='cubic'``."""
+        if self.orientation == "quaternion":
+            return d
+        return torch.cat([d[..., :3], cubic_orientation_tensor(d[..., 3:])], dim=-1)
 
     def scale_descriptor(self, d: Tensor) -> Tensor:
-        """Min-max scaled descriptor (..., G, 7); without ``positions`` every seed at the middle."""
+        """Min-max scaled per-grain rows (..., G, W) of a descriptor (..., G, 7); without
+        ``positions`` every seed at the middle."""
         if not self.positions:
             d = torch.cat([torch.full_like(d[..., :3], 0.5), d[..., 3:]], dim=-1)
-        return (d - self.d_min) / self._span(self.d_min, self.d_max)
+        return (self.grain_rows(d) - self.d_min) / self._span(self.d_min, self.d_max)
 
     def scale_stress(self, s: Tensor) -> Tensor:
         """Pa -> scaled [0, 1] (per component)."""
@@ -383,28 +437,39 @@ class GRUSurrogate(nn.Module):
 
     @torch.no_grad()
     def with_inputs(self, features: str, pooling: str, F_paths: Tensor, dt=None,
-                    positions: Optional[bool] = None, squash: Optional[float] = None) -> "GRUSurrogate":
-        """A copy of this model taking ``features``, ``pooling``, ``positions`` and ``squash``
-        (default: this model's), the start of a fine-tune.
+                    positions: Optional[bool] = None, squash: Optional[float] = None,
+                    orientation: Optional[str] = None, descriptors: Optional[Tensor] = None) -> "GRUSurrogate":
+        """A copy of this model taking ``features``, ``pooling``, ``positions``, ``squash`` and
+        ``orientation`` (default: this model's), the start of a fine-tune.
 
         Pooling has no weights of its own: volume pooling equals the mean for equal fractions.
         Dropping the positions keeps the weights, which then see every seed at the middle of the
         cell (not exact: the fine-tune adapts them). A new ``squash`` keeps the weights too (the
         features within about ``squash`` standard deviations reach the network almost unchanged).
+        A new ``orientation`` gives the per-grain networks' first layers new (random) weights and
+        their row ranges from ``descriptors`` (B, G, 7); every other weight is kept.
         From ``'F'`` to ``'F+dF+dt'`` the new statistics come from ``F_paths`` (B, T, 3, 3) and
         ``dt``, and the input layer is re-expressed exactly: with the same F the copy gives this
         model's outputs; the new feature columns (increment, ``ln dt``) start at zero weight."""
         like = self.output_layer.weight
         positions = self.positions if positions is None else bool(positions)
         squash = self.squash if squash is None else float(squash)
+        orientation = self.orientation if orientation is None else orientation
         new = type(self)(**dict(self.arch, features=features, pooling=pooling, positions=positions,
-                                squash=squash)).to(device=like.device, dtype=like.dtype)
+                                squash=squash, orientation=orientation)).to(device=like.device, dtype=like.dtype)
+        own = self.state_dict()
+        if orientation != self.orientation:
+            if descriptors is None:
+                raise ValueError("a new orientation input needs the training descriptors for its row ranges")
+            own = {k: v for k, v in own.items()
+                   if not k.startswith(("h0_net.phi.0.", "m_net.phi.0.", "d_min", "d_max"))}
+            new.fit_descriptor_scaling(descriptors.to(device=like.device, dtype=like.dtype))
         if features == self.features:
-            new.load_state_dict(self.state_dict())
+            new.load_state_dict(own, strict=orientation == self.orientation)
             return new
         if (self.features, features) != ("F", "F+dF+dt"):
             raise ValueError(f"converts 'F' features to 'F+dF+dt', not {self.features!r} to {features!r}")
-        own = {k: v for k, v in self.state_dict().items() if not k.startswith(("input_layer.", "F_min", "F_max"))}
+        own = {k: v for k, v in own.items() if not k.startswith(("input_layer.", "F_min", "F_max"))}
         new.load_state_dict(own, strict=False)
         x = new.path_features(F_paths.to(device=like.device, dtype=like.dtype), dt).reshape(-1, new.n_features)
         new.x_mean.copy_(x.mean(0))

@@ -15,10 +15,12 @@ IDEALISED_KINDS = ("uniaxial_tension", "plane_strain", "pure_shear")
 METHODS = ("taylor", "fullfield")
 TEXTURES = ("mixed", "random") + tuple(sorted(TEXTURE_COMPONENTS))
 LOADS = ("random",) + IDEALISED_KINDS
-#: the GRU surrogate's step features and grain poolings (:data:`polyfe2.constitutive.gru_network.FEATURES`
-#: and ``POOLINGS``, named here so that the command line offers them without loading torch)
+#: the GRU surrogate's step features, grain poolings and orientation inputs
+#: (:data:`polyfe2.constitutive.gru_network.FEATURES`, ``POOLINGS`` and ``ORIENTATIONS``, named here so
+#: that the command line offers them without loading torch)
 GRU_FEATURES = ("F", "F+dF+dt")
 GRU_POOLINGS = ("mean", "volume")
+GRU_ORIENTATIONS = ("quaternion", "cubic")
 
 
 @dataclass

@@ -51,12 +51,14 @@ class TrainSpec:
     augment: bool = False        # every epoch, every training sample in one of the cube's 24 rotations
     positions: bool | None = None  # seed positions as an input; None: True for a new model, the init model's otherwise
     squash: float | None = None  # asinh width of the standardised step features; None: none for a new model, the init model's otherwise
+    orientation: str | None = None  # ORIENTATIONS; None: 'quaternion' for a new model, the init model's otherwise
     beyond_weight: float = 1.0   # loss weight of the iso-strain labels beyond the full-field sets' strain (mixed sets)
 
 
 #: options that must match to resume (epochs, threads, device and the time limit may change)
 _RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip", "init", "features",
-                "pooling", "augment", "positions", "squash", "beyond_weight")
+                "pooling", "augment", "positions", "squash", "beyond_weight",
+                "orientation")
 
 
 def log_strain_size(F: np.ndarray) -> np.ndarray:
@@ -149,30 +151,35 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     if spec.positions is False and d_all.shape[-1] != DESCRIPTOR_WIDTH:
         raise InputError(f"drops the seed positions of grain rows; the microstructure inputs are "
                          f"{microstructure_input} of width {d_all.shape[-1]}", file="command line", key="no-positions")
+    if spec.orientation not in (None, "quaternion") and d_all.shape[-1] != DESCRIPTOR_WIDTH:
+        raise InputError(f"re-expresses the orientations of grain rows; the microstructure inputs are "
+                         f"{microstructure_input} of width {d_all.shape[-1]}", file="command line", key="orientation")
     torch.manual_seed(spec.seed)
     prior = None
     if spec.init:   # fine-tune: weights *and* normalisation of an existing model
         model = GRUSurrogate.load(spec.init).float().to(dev)
         prior = dict(file=Path(spec.init).name, epochs=model.meta.get("epochs"),
                      train_time_s=model.meta.get("train_time_s"), features=model.features, pooling=model.pooling,
-                     positions=model.positions)
+                     positions=model.positions, orientation=model.orientation)
         if (model.hidden, model.layers) != (spec.hidden, spec.layers):
             raise InputError(f"is {model.hidden}x{model.layers}, the options ask for {spec.hidden}x{spec.layers}",
                              file=spec.init, key="arch")
         features, pooling = spec.features or model.features, spec.pooling or model.pooling
         positions = model.positions if spec.positions is None else spec.positions
         squash = model.squash if spec.squash is None else float(spec.squash)
-        if (features, pooling, positions, squash) != (model.features, model.pooling, model.positions, model.squash):
+        orientation = spec.orientation or model.orientation
+        if (features, pooling, positions, squash, orientation) != (model.features, model.pooling, model.positions,
+                                                                   model.squash, model.orientation):
             try:   # new inputs
                 model = model.with_inputs(features, pooling, F_all[tr], dt_all[tr], positions=positions,
-                                          squash=squash).to(dev)
+                                          squash=squash, orientation=orientation, descriptors=d_all[tr]).to(dev)
             except ValueError as exc:
                 raise InputError(str(exc), file=spec.init, key="arch.features") from None
     else:
         model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers, descriptor_width=d_all.shape[-1],
                              features=spec.features or "F", pooling=spec.pooling or "mean",
                              positions=True if spec.positions is None else spec.positions,
-                             squash=spec.squash).to(dev)
+                             squash=spec.squash, orientation=spec.orientation or "quaternion").to(dev)
         model.fit_scaling(d_all[tr], F_all[tr], s_all[tr], dt_all[tr])
     v_all = (torch.as_tensor(data["fractions"], dtype=torch.float32, device=dev)
              if model.pooling == "volume" else None)
