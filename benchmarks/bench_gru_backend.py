@@ -10,7 +10,9 @@ For each voxel count N, side by side in one run:
 * ``nn.GRU from committed`` -- no precomputation (``kernels: torch``): every evaluation runs
   the whole nn.GRU step, W_hh h included;
 * ``commit`` -- what the split moves to once per increment (its cost is amortised over the
-  evaluations of an increment: 6-7 with the default N-GMRES).
+  evaluations of an increment: 6-7 with the default N-GMRES);
+* ``split step, fresh memory`` -- the split step writing every trial hidden state into newly
+  allocated memory (as before the backend reused the buffers of trial states nothing holds).
 
 Figures: the minimum over repeats of the wall time per evaluation and voxels per second; the
 ratio is nn.GRU time / split time. The models (H = 256, 2 layers) are the shipped one and the
@@ -76,6 +78,9 @@ def bench(N, dev, repeat, model):
         if kernels == "auto":
             trial = b.evaluate(F, F, 0.5, state).state
             rows["commit (once per increment)"] = (timed(lambda: b.commit(trial), dev, repeat), "")
+            del trial
+            b._trial_h = torch.empty_like   # every trial hidden state in fresh memory
+            rows["split step, fresh memory"] = (timed(lambda: b.evaluate(F, F, 0.5, state), dev, repeat), "")
         del state
     return rows
 
@@ -103,6 +108,8 @@ def main():
             amort = (rows["split step"][0] * 7 + rows["commit (once per increment)"][0]) / 7
             print(f"{N:>8}  {name:<22} ratio nn.GRU / split step = {ratio:.2f}x; split incl. commit amortised "
                   f"over 7 evaluations: {1e3 * amort:.2f} ms/eval ({rows['nn.GRU from committed'][0] / amort:.2f}x)")
+            print(f"{N:>8}  {name:<22} fresh memory / reused buffers = "
+                  f"{rows['split step, fresh memory'][0] / rows['split step'][0]:.2f}x the time per evaluation")
             split[name] = rows["split step"][0]
         if len(split) > 1:
             (a, ta), (b, tb) = list(split.items())[:2]
