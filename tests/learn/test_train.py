@@ -226,3 +226,23 @@ def test_iso_strain_labels_count_only_beyond_the_full_field_strain():
     # the error statistics leave the same labels out
     st = error_stats(np.zeros((1, 2, 6)), np.array([[[0, 0, 0, 0, 0, 4.0e6], [0, 0, 0, 0, 0, 8.0e6]]]), [[0, 1]])
     assert st["mean_MPa"] == pytest.approx(8.0) and st["per_step_mean_MPa"][1] == pytest.approx(8.0)
+
+
+def test_sets_of_fewer_steps_are_padded_with_labels_that_do_not_count(data, tmp_path):
+    """A set of the same kind of paths in 10 longer steps trains with the 20-step set: its paths
+    are held at their last F for the missing steps, whose labels have weight 0."""
+    from polyfe2.learn.datagen import read_dataset
+    from polyfe2.learn.train import load_training_data
+
+    short = tmp_path / "short.h5"
+    DG.generate(short, DG.DatagenSpec(n_ve=4, paths_per_ve=1, steps=10, sections=3, chunk=4, seed=5), workers=1,
+                progress=False, log=lambda *a: None)
+    alone = read_dataset(short)
+    both = load_training_data([data, short])
+    n = len(read_dataset(data)["F"])
+    assert both["F"].shape == (n + 4, 21, 3, 3) and both["sigma_dev"].shape == (n + 4, 20, 6)
+    np.testing.assert_array_equal(both["F"][n:, :11], alone["F"])
+    np.testing.assert_array_equal(both["F"][n:, 11:], np.repeat(alone["F"][:, -1:], 10, axis=1))
+    np.testing.assert_array_equal(both["sigma_dev"][n:, :10], alone["sigma_dev"])
+    assert (both["weight"][:n] == 1).all() and (both["weight"][n:, :10] == 1).all()
+    assert (both["weight"][n:, 10:] == 0).all()

@@ -87,18 +87,24 @@ def label_weights(parts: list[dict], beyond: float = 1.0) -> list[np.ndarray]:
 
 
 def load_training_data(files: list[Path], beyond_weight: float = 1.0) -> dict:
-    """Concatenate data sets; every file must have the same number of steps. ``weight`` (n, T)
-    says which labels count and how much (:func:`label_weights`), ``parts`` keeps every file's attributes."""
+    """Concatenate data sets. ``weight`` (n, T) says which labels count and how much
+    (:func:`label_weights`), ``parts`` keeps every file's attributes. Sets of fewer steps (longer
+    steps along paths of the same strains) are padded to the longest: their last F held, labels
+    of weight 0 (the network is causal, so the padding changes nothing before it)."""
     parts = [read_dataset(f) for f in files]
     for f, p in zip(files, parts):
-        if str(p["attrs"]["steps"]) != str(parts[0]["attrs"]["steps"]):
-            raise InputError(f"{p['attrs']['steps']} differs from {files[0]}'s {parts[0]['attrs']['steps']}",
-                             file=f, key="steps")
         if len(p["F"]) == 0:
             raise InputError("no finished samples", file=f, key="chunk_done")
+    weights = label_weights(parts, beyond_weight)
+    T = max(p["sigma_dev"].shape[1] for p in parts)
+    for p, w in zip(parts, weights):
+        pad = T - p["sigma_dev"].shape[1]
+        if pad:
+            p["F"] = np.concatenate([p["F"], np.repeat(p["F"][:, -1:], pad, axis=1)], axis=1)
+            p["sigma_dev"] = np.concatenate([p["sigma_dev"], np.repeat(p["sigma_dev"][:, -1:], pad, axis=1)], axis=1)
     data = {k: np.concatenate([p[k] for p in parts])
             for k in ("descriptor", "fractions", "F", "sigma_dev", "dt", "texture")}
-    data["weight"] = np.concatenate(label_weights(parts, beyond_weight))
+    data["weight"] = np.concatenate([np.pad(w, ((0, 0), (0, T - w.shape[1]))) for w in weights])
     data["attrs"] = parts[0]["attrs"]
     data["parts"] = [p["attrs"] for p in parts]
     return data
