@@ -4,6 +4,7 @@
     polyfe2 backends
     polyfe2 demo [--out DIR] [--cells NX NY NZ] [--increments N]
     polyfe2 datagen gru --out FILE.h5 [--n-ve N] [--paths-per-ve P] [--method taylor|fullfield]
+    polyfe2 datagen longer-steps FILE.h5 --every K --out LONGER.h5
     polyfe2 train gru FILE.h5 [...] --out DIR
     polyfe2 evaluate gru MODEL.pt NAME=FILE.h5 [...] --out DIR
     polyfe2 homogenize --geometry GRID.vti --material MATERIAL.yaml [--out C.json]
@@ -100,6 +101,14 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_datagen_longer_steps(args) -> int:
+    from .learn.datagen import longer_steps
+
+    summary = longer_steps(Path(args.data), Path(args.out), args.every)
+    print(f"polyfe2: {summary['samples']} paths of {summary['steps']} steps in {summary['file']}")
+    return 0
+
+
 def _cmd_datagen_gru(args) -> int:
     from .learn.datagen import generate
 
@@ -184,7 +193,13 @@ def _add_gru_commands(sub) -> None:
 
     d = DatagenSpec()
     p = sub.add_parser("datagen", help="generate surrogate training data (HDF5, resumable)")
-    g = p.add_subparsers(dest="model", required=True).add_parser("gru", help="GRU surrogate data")
+    kinds = p.add_subparsers(dest="model", required=True)
+    g = kinds.add_parser("longer-steps", help="a GRU data set's paths in longer steps (every k-th state and label)")
+    g.add_argument("data", help="HDF5 file from 'polyfe2 datagen gru'")
+    g.add_argument("--every", type=int, required=True, metavar="K", help="keep every K-th state: steps K times as long")
+    g.add_argument("--out", required=True, help="HDF5 file to write")
+    g.set_defaults(func=_cmd_datagen_longer_steps)
+    g = kinds.add_parser("gru", help="GRU surrogate data")
     g.add_argument("--out", required=True, help="HDF5 file (resumed when it exists with the same options)")
     g.add_argument("--n-ve", type=int, default=d.n_ve, help="volume elements")
     g.add_argument("--paths-per-ve", type=int, default=d.paths_per_ve)

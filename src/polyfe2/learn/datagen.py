@@ -34,6 +34,7 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 import yaml
@@ -54,7 +55,7 @@ from .chunked import done_rows, open_chunked, open_to_read, run_chunks
 from .loadpath import idealised_path, random_monotonic_path
 from .spec import DatagenSpec
 
-__all__ = ["DatagenSpec", "generate", "compute_chunk", "taylor_labels", "fullfield_labels", "average_sigma_dev",
+__all__ = ["DatagenSpec", "generate", "longer_steps", "compute_chunk", "taylor_labels", "fullfield_labels", "average_sigma_dev",
            "sample_descriptor", "grain_fractions", "read_dataset", "DATASET_FORMAT"]
 
 DATASET_FORMAT = "polyfe2.gru_dataset"
@@ -255,3 +256,33 @@ def read_dataset(path: Path, include_failed: bool = False) -> dict:
         data["attrs"] = {k: f.attrs[k] for k in f.attrs}
     data["texture"] = np.array([t.decode() for t in data["texture"]])
     return data
+
+
+def longer_steps(src: Path, out: Path, every: int) -> dict:
+    """The paths of a data set in steps ``every`` times as long: every ``every``-th state of each
+    path and its label, step time ``every * dt``.
+
+    The set's paths are proportional (a fixed direction of the log strain, :mod:`.loadpath`), so
+    the states kept lie on the same path, and their labels are those of the finer integration.
+    Teaches a surrogate the longer steps of a component's increments at no labelling cost."""
+    every = int(every)
+    with open_to_read(src, DATASET_FORMAT, "polyfe2 datagen gru") as f:
+        steps = int(f.attrs["steps"])
+        if every < 2 or steps % every:
+            raise InputError(f"--every {every} must be at least 2 and divide the set's {steps} steps", file=src,
+                             key="steps")
+        arrays = {k: f[k][:] for k in f}
+        attrs = dict(f.attrs)
+    arrays["F"] = arrays["F"][:, ::every]
+    arrays["sigma_dev"] = arrays["sigma_dev"][:, every - 1::every]
+    if "dt" in arrays:
+        arrays["dt"] = arrays["dt"] * every
+    attrs.update(steps=steps // every, dt=float(attrs["dt"]) * every, longer_steps_of=Path(src).name,
+                 longer_steps_every=every)
+    tmp = Path(out).with_suffix(".part")
+    with h5py.File(tmp, "w") as g:
+        for k, v in arrays.items():
+            g.create_dataset(k, data=v)
+        g.attrs.update(attrs)
+    os.replace(tmp, out)
+    return dict(file=str(out), samples=int(arrays["F"].shape[0]), steps=steps // every)
