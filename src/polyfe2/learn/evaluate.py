@@ -78,17 +78,19 @@ def plot_error_per_step(sets: dict, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for name, st in sets.items():
+    fig, ax = plt.subplots(figsize=(9.6, 4.4))
+    colours = plt.get_cmap("tab20" if len(sets) > 10 else "tab10")   # one colour per set
+    for i, (name, st) in enumerate(sets.items()):
         m, s = np.asarray(st["per_step_mean_MPa"]), np.asarray(st["per_step_std_MPa"])
         steps = np.arange(1, m.size + 1)
-        ax.plot(steps, m, label=f"{name} ({st['mean_pct_peak']:.2f} % of peak)")
-        ax.fill_between(steps, np.maximum(m - s, 0), m + s, alpha=0.2)
+        c = colours(i % colours.N)
+        ax.plot(steps, m, color=c, label=f"{name}: {st['mean_MPa']:.2f} MPa ({st['mean_pct_peak']:.1f} % of peak)")
+        ax.fill_between(steps, np.maximum(m - s, 0), m + s, color=c, alpha=0.12)
     ax.set_xlabel("load step")
     ax.set_ylabel("stress error, paper eq. 5 (MPa)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
