@@ -12,7 +12,9 @@ For each voxel count N, side by side in one run:
 * ``commit`` -- what the split moves to once per increment (its cost is amortised over the
   evaluations of an increment: 6-7 with the default N-GMRES);
 * ``split step, fresh memory`` -- the split step writing every trial hidden state into newly
-  allocated memory (as before the backend reused the buffers of trial states nothing holds).
+  allocated memory (as before the backend reused the buffers of trial states nothing holds);
+* ``per-grain step`` -- for a model with one state per grain (``gru_aluminium_v8.pt``): its step
+  in torch, in chunks of points, and its commit.
 
 Figures: the minimum over repeats of the wall time per evaluation and voxels per second; the
 ratio is nn.GRU time / split time. The models (H = 256, 2 layers) are the shipped one and the
@@ -37,6 +39,7 @@ except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from polyfe2.constitutive import MaterialPoints, registry
 from polyfe2.constitutive.gru import shipped_model_path
+from polyfe2.constitutive.surrogates import is_grain_model, load_surrogate
 from polyfe2.microstructure.materials import aluminium
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,18 +72,24 @@ def bench(N, dev, repeat, model):
     A = rng.standard_normal((3, 3)) * 0.01
     F = torch.tensor(np.eye(3) + 0.5 * (A + A.T), device=dev).expand(N, 3, 3).contiguous()
     rows = {}
-    for label, kernels in (("split step", "auto"), ("torch reference split", "reference"),
-                           ("nn.GRU from committed", "torch")):
+    variants = (("split step", "auto"), ("torch reference split", "reference"), ("nn.GRU from committed", "torch"))
+    if is_grain_model(load_surrogate(model)):
+        variants = (("per-grain step", "auto"),)
+    for label, kernels in variants:
         b = registry.get("gru")(aluminium(), {"model": str(model), "descriptors": "-", "kernels": kernels})
         state = b.setup(pts, dev, torch.float64)
         t = timed(lambda: b.evaluate(F, F, 0.5, state), dev, repeat)
         rows[label] = (t, b.describe())
-        if kernels == "auto":
+        if kernels == "auto" and label == "split step":
             trial = b.evaluate(F, F, 0.5, state).state
             rows["commit (once per increment)"] = (timed(lambda: b.commit(trial), dev, repeat), "")
             del trial
             b._trial_h = torch.empty_like   # every trial hidden state in fresh memory
             rows["split step, fresh memory"] = (timed(lambda: b.evaluate(F, F, 0.5, state), dev, repeat), "")
+        elif kernels == "auto":
+            trial = b.evaluate(F, F, 0.5, state).state
+            rows["commit (once per increment)"] = (timed(lambda: b.commit(trial), dev, repeat), "")
+            del trial
         del state
     return rows
 
@@ -104,16 +113,18 @@ def main():
             rows = bench(N, dev, args.repeat, model)
             for label, (t, impl) in rows.items():
                 print(f"{N:>8}  {name:<22} {label:<28} {1e3 * t:>9.2f} {N / t / 1e6:>9.3f}  {impl}")
+            split[name] = rows.get("split step", rows.get("per-grain step"))[0]
+            if "split step" not in rows:
+                continue
             ratio = rows["nn.GRU from committed"][0] / rows["split step"][0]
             amort = (rows["split step"][0] * 7 + rows["commit (once per increment)"][0]) / 7
             print(f"{N:>8}  {name:<22} ratio nn.GRU / split step = {ratio:.2f}x; split incl. commit amortised "
                   f"over 7 evaluations: {1e3 * amort:.2f} ms/eval ({rows['nn.GRU from committed'][0] / amort:.2f}x)")
             print(f"{N:>8}  {name:<22} fresh memory / reused buffers = "
                   f"{rows['split step, fresh memory'][0] / rows['split step'][0]:.2f}x the time per evaluation")
-            split[name] = rows["split step"][0]
         if len(split) > 1:
             (a, ta), (b, tb) = list(split.items())[:2]
-            print(f"{N:>8}  split step {b} / {a}: {tb / ta:.2f}x the time per evaluation")
+            print(f"{N:>8}  step {b} / {a}: {tb / ta:.2f}x the time per evaluation")
 
 
 if __name__ == "__main__":

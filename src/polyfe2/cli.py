@@ -131,7 +131,7 @@ def _cmd_train_gru(args) -> int:
                      threads=args.threads, max_minutes=args.max_minutes, init=args.init, device=args.device,
                      features=args.features, pooling=args.pooling, augment=args.augment,
                      positions=args.positions, squash=args.squash, beyond_weight=args.beyond_weight,
-                     orientation=args.orientation)
+                     orientation=args.orientation, arch=args.arch)
     files = [Path(p) for p in args.data]
     descriptors, name = None, "grains"
     if args.fingerprint:
@@ -151,9 +151,9 @@ def _cmd_train_gru(args) -> int:
 def _fingerprint_inputs(model_file: Path):
     """None for a model of grain descriptors; for one trained on fingerprints, the function that
     makes them from grain descriptors (the method and weights its metadata names)."""
-    from .constitutive.gru_network import GRUSurrogate
+    from .constitutive.surrogates import load_surrogate
 
-    kind = str(GRUSurrogate.load(model_file).meta.get("microstructure_input", "grains"))
+    kind = str(load_surrogate(model_file).meta.get("microstructure_input", "grains"))
     if kind == "grains":
         return None
     from .learn.fingerprint import fingerprinter, ve_fingerprints
@@ -233,6 +233,9 @@ def _add_gru_commands(sub) -> None:
     g.add_argument("--epochs", type=int, default=200)
     g.add_argument("--batch", type=int, default=128)
     g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--arch", choices=("voxel", "grain"), default=None,
+                   help="voxel: one GRU state per VE (GRUSurrogate); grain: one per grain in its crystal frame with "
+                        "a mean-field coupling (GrainGRUSurrogate); default voxel, --init's with --init")
     g.add_argument("--hidden", type=int, default=256)
     g.add_argument("--layers", type=int, default=2)
     g.add_argument("--val-fraction", type=float, default=0.06, help="held out for validation (94:6)")

@@ -246,3 +246,28 @@ def test_sets_of_fewer_steps_are_padded_with_labels_that_do_not_count(data, tmp_
     np.testing.assert_array_equal(both["sigma_dev"][n:, :10], alone["sigma_dev"])
     assert (both["weight"][:n] == 1).all() and (both["weight"][n:, :10] == 1).all()
     assert (both["weight"][n:, 10:] == 0).all()
+
+
+def test_grain_model_trains_fine_tunes_and_refuses_voxel_options(data, tmp_path, capsys):
+    """``--arch grain``: the per-grain model learns (validation loss falls), its file is read by
+    load_surrogate with the settings in its metadata, a fine-tune keeps its scaling, and the voxel
+    model's input options are one-line errors."""
+    from polyfe2.constitutive.surrogates import is_grain_model, load_surrogate
+
+    spec = TrainSpec(epochs=10, batch=8, lr=1e-2, hidden=16, layers=1, val_fraction=0.1, threads=2, arch="grain")
+    res = train([data], tmp_path / "g", spec, progress=False, log=lambda *a: None)
+    rows = list(csv.DictReader(open(tmp_path / "g" / "history.csv")))
+    assert min(float(r["val_loss"]) for r in rows) < 0.7 * float(rows[0]["val_loss"])
+    model = load_surrogate(res["model"])
+    assert is_grain_model(model) and model.meta["spec"]["arch"] == "grain" and not model.training
+    tuned = train([data], tmp_path / "t", TrainSpec(**{**spec.__dict__, "epochs": 1, "arch": None,
+                                                       "init": str(res["model"])}), progress=False, log=lambda *a: None)
+    m2 = load_surrogate(tuned["model"])
+    assert is_grain_model(m2) and float(m2.s_scale) == float(model.s_scale)
+    assert main(["train", "gru", str(data), "--out", str(tmp_path / "x"), "--arch", "grain", "--features", "F+dF+dt",
+                 "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "key 'arch'" in err and "--features" in err and len(err.strip().splitlines()) == 1
+    assert main(["train", "gru", str(data), "--out", str(tmp_path / "y"), "--arch", "voxel", "--init",
+                 str(res["model"]), "--epochs", "1", "--no-progress"]) == 2
+    assert "is a grain model" in capsys.readouterr().err

@@ -34,7 +34,7 @@ from ..kernels import GRUPrecomputed
 from ..microstructure.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_WIDTH, grain_fractions
 from ..mechanics import (average_stiffness, bulk_modulus_cubic, cubic_stiffness, deviatoric, eye3,
                          first_Piola_Kirchhoff, polar_decomposition, voigt_to_tensor)
-from .gru_network import GRUSurrogate
+from .surrogates import is_grain_model, load_surrogate
 from . import crystal
 from .base import Backend, MaterialPoints, Response, State
 from .registry import register
@@ -45,9 +45,13 @@ from .registry import register
 #: ``gru_aluminium_v6.pt``, also shipped, is the same trained to 0.6; ``gru_aluminium_v5.pt`` is
 #: trained to 0.05 only (more accurate there, falling stress beyond); ``gru_aluminium_v4.pt`` is
 #: v5 with positions; ``gru_aluminium_v3.pt`` follows the iso-strain (taylor K = 20) labels;
+#: ``gru_aluminium_v8.pt`` keeps one GRU state per grain (:mod:`.grain_gru_network`): the most
+#: accurate to 0.05, at many times the cost of an evaluation on a CPU;
 #: ``model: <name>`` selects one by name.
 SHIPPED_MODEL = "gru_aluminium_v7.pt"
 _SETUP_CHUNK = 32768
+#: points per step of the per-grain model (its temporaries scale with chunk x grains x width)
+_GRAIN_CHUNK = 4096
 #: hidden-state buffers a backend keeps for its trial states: the committed one, the latest
 #: trial (the solver's next evaluation may start from it) and the one being written
 _POOL_SIZE = 3
@@ -103,11 +107,11 @@ class GRUBackend(Backend):
         "descriptors": Field("file", "HDF5 file with dataset 'descriptor' (n_materials, 20, 7) and optionally "
                              "'fractions' (n_materials, 20), relative to the run config"),
         "model": Field("file", "model file (.pt), relative to the run config, or a shipped model's name "
-                       "(gru_aluminium_v7.pt, gru_aluminium_v6.pt, gru_aluminium_v5.pt, gru_aluminium_v4.pt, "
-                       "gru_aluminium_v3.pt); default: gru_aluminium_v7.pt",
+                       "(gru_aluminium_v8.pt, gru_aluminium_v7.pt, gru_aluminium_v6.pt, gru_aluminium_v5.pt, "
+                       "gru_aluminium_v4.pt, gru_aluminium_v3.pt); default: gru_aluminium_v7.pt",
                        default=None),
         "kernels": Field("choice", "compiled kernels when built (auto), the split step in torch (reference) "
-                         "or nn.GRU every evaluation (torch)", default="auto", choices=("auto", "reference", "torch")),
+                         "or nn.GRU every evaluation (torch); a per-grain model always steps in torch", default="auto", choices=("auto", "reference", "torch")),
         "math": Field("choice", "arithmetic of the CUDA kernels", default="fp32", choices=("fp32", "tf32", "bf16")),
     })
 
@@ -122,7 +126,8 @@ class GRUBackend(Backend):
         bare = o["model"] and Path(str(o["model"])).name == str(o["model"])
         if bare and not self.model_file.exists() and shipped_model_path(str(o["model"])).exists():
             self.model_file = shipped_model_path(str(o["model"]))   # a shipped model by its file name
-        self.model = GRUSurrogate.load(self.model_file).float().eval()
+        self.model = load_surrogate(self.model_file).float().eval()
+        self.per_grain = is_grain_model(self.model)
         if self.model.arch["descriptor_width"] != DESCRIPTOR_WIDTH:
             raise InputError(f"the model takes microstructure fingerprints of width {self.model.arch['descriptor_width']}; "
                              f"the gru backend gives it grain descriptors of width {DESCRIPTOR_WIDTH}",
@@ -133,6 +138,9 @@ class GRUBackend(Backend):
     def describe(self) -> str:
         impl = {"torch": "nn.GRU step per evaluation", "reference": "split step in torch"}.get(
             self.options["kernels"], self._fused.backend_info() if self._fused is not None else "not set up")
+        if self.per_grain:
+            impl = f"one GRU state per grain, {self.model.hidden} wide, step in torch in chunks of {_GRAIN_CHUNK} points"
+
         measured = self._measured_fractions
         note = f", grain fractions measured for {measured} materials (none in the descriptor file)" if measured else ""
         return f"gru (model {self.model_file.name}, {impl}{note})"
@@ -182,7 +190,7 @@ class GRUBackend(Backend):
         if self.model.pooling == "volume" and v_all is None:
             raise InputError("points carry no grain volume fractions", file=self.descriptor_file, key="fractions")
         self.model.to(device)
-        if self.options["kernels"] != "torch":
+        if self.options["kernels"] != "torch" and not self.per_grain:   # the split-step kernels fit the voxel model
             self._fused = self.model.fused(device=device, math=self.options["math"],
                                            backend="reference" if self.options["kernels"] == "reference" else "auto")
         with torch.no_grad():   # in chunks: the per-grain MLPs hold (n, 20, width) activations
@@ -237,6 +245,25 @@ class GRUBackend(Backend):
             pool.append(buf)
         return buf
 
+    def _grain_step(self, U, U_0, dt, state):
+        """The per-grain model's step in chunks of points: its temporaries hold (chunk x G, width)
+        activations, not the whole grid's."""
+        h = state["h"]
+        h_new = self._trial_h(h)
+        s_dev = torch.empty(U.shape[0], 6, dtype=torch.float32, device=U.device)
+        for i in range(0, U.shape[0], _GRAIN_CHUNK):
+            j = slice(i, i + _GRAIN_CHUNK)
+            s_dev[j], h_new[:, j] = self.model.step(U[j], state["m"][j], h[:, j], U_0[j], dt)
+        return s_dev, h_new
+
+    def workspace_bytes(self, state: State) -> int:
+        """The per-grain model's chunk temporaries: about 16 floats of width per grain and layer."""
+        if not self.per_grain or "m" not in state:
+            return 0
+        G = state["m"].shape[1] // 10
+        m = self.model
+        return 4 * _GRAIN_CHUNK * G * (16 * m.hidden * m.layers + 4 * m.width + 64)
+
     @torch.no_grad()
     def evaluate(self, F: torch.Tensor, F_0: torch.Tensor, dt: float, state: State) -> Response:
         J = torch.linalg.det(F)
@@ -251,7 +278,9 @@ class GRUBackend(Backend):
         # and only then rounded to the network's float32: an increment of 1e-4 formed from float32
         # stretches keeps about 3 digits, and P would jump by up to kPa at steps of F of 1e-8
         U_0 = state["U"].to(U.dtype)
-        if self._fused is None:
+        if self.per_grain:
+            s_dev, h_new = self._grain_step(U, U_0, dt, state)
+        elif self._fused is None:
             s_dev, h_new = self.model.step(U, state["m"], state["h"], U_0, dt)
         else:
             f = self.model.step_features(U, U_0, dt).to(torch.float32)

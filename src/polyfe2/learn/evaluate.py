@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..constitutive.gru_network import GRUSurrogate
+from ..constitutive.surrogates import load_surrogate
 from ..errors import InputError
 from ..mechanics import voigt_to_tensor
 from .datagen import read_dataset
@@ -144,7 +145,7 @@ def evaluate_sets(model_path: Path, sets: dict[str, Path], out: Path, descriptor
     ``label_gaps``: pairs ``(reference, other)`` of set names whose labels are compared too
     (``report['label_gaps']['other vs reference']``)."""
     out.mkdir(parents=True, exist_ok=True)
-    model = GRUSurrogate.load(model_path)
+    model = load_surrogate(model_path)
     report = {"model": str(model_path), "checkpoint_version": model.checkpoint_version, "meta": model.meta, "sets": {}}
     for a, b in label_gaps:
         ra, rb = (read_dataset(sets[k], include_failed=True) for k in (a, b))

@@ -26,6 +26,8 @@ from ..errors import InputError
 from .datagen import read_dataset
 from .evaluate import error_stats, plot_error_per_step
 from ..constitutive.gru_network import GRUSurrogate
+from ..constitutive.grain_gru_network import GrainGRUSurrogate
+from ..constitutive.surrogates import is_grain_model, load_surrogate
 from ..microstructure.descriptor import DESCRIPTOR_WIDTH
 
 __all__ = ["TrainSpec", "train", "load_training_data"]
@@ -53,12 +55,13 @@ class TrainSpec:
     squash: float | None = None  # asinh width of the standardised step features; None: none for a new model, the init model's otherwise
     orientation: str | None = None  # ORIENTATIONS; None: 'quaternion' for a new model, the init model's otherwise
     beyond_weight: float = 1.0   # loss weight of the iso-strain labels beyond the full-field sets' strain (mixed sets)
+    arch: str | None = None      # voxel (GRUSurrogate) | grain (GrainGRUSurrogate); None: the init model's, voxel for a new one
 
 
 #: options that must match to resume (epochs, threads, device and the time limit may change)
 _RESUME_KEYS = ("batch", "lr", "lr_min", "hidden", "layers", "val_fraction", "seed", "clip", "init", "features",
                 "pooling", "augment", "positions", "squash", "beyond_weight",
-                "orientation")
+                "orientation", "arch")
 
 
 def log_strain_size(F: np.ndarray) -> np.ndarray:
@@ -163,7 +166,12 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     torch.manual_seed(spec.seed)
     prior = None
     if spec.init:   # fine-tune: weights *and* normalisation of an existing model
-        model = GRUSurrogate.load(spec.init).float().to(dev)
+        model = load_surrogate(spec.init).float().to(dev)
+        kind = "grain" if is_grain_model(model) else "voxel"
+        if spec.arch not in (None, kind):
+            raise InputError(f"is a {kind} model, the options ask for --arch {spec.arch}", file=spec.init, key="arch")
+        if kind == "grain":
+            _check_grain_options(spec, d_all.shape[-1])
         prior = dict(file=Path(spec.init).name, epochs=model.meta.get("epochs"),
                      train_time_s=model.meta.get("train_time_s"), features=model.features, pooling=model.pooling,
                      positions=model.positions, orientation=model.orientation)
@@ -181,6 +189,10 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
                                           squash=squash, orientation=orientation, descriptors=d_all[tr]).to(dev)
             except ValueError as exc:
                 raise InputError(str(exc), file=spec.init, key="arch.features") from None
+    elif spec.arch == "grain":
+        _check_grain_options(spec, d_all.shape[-1])
+        model = GrainGRUSurrogate(hidden=spec.hidden, layers=spec.layers).to(dev)
+        model.fit_scaling(d_all[tr], F_all[tr], s_all[tr], dt_all[tr])
     else:
         model = GRUSurrogate(hidden=spec.hidden, layers=spec.layers, descriptor_width=d_all.shape[-1],
                              features=spec.features or "F", pooling=spec.pooling or "mean",
@@ -275,6 +287,15 @@ def train(files: list[Path], out: Path, spec: TrainSpec, progress: bool = True, 
     return dict(model=out / "model.pt", epochs=last.get("epoch"), stopped_by=stopped,
                 best_epoch=best_row.get("epoch"), val_eq5_MPa=best_row.get("val_eq5_MPa"),
                 val_pct_peak=best_row.get("val_pct_peak"), train_time_min=round(last.get("time_s", 0) / 60, 1))
+
+
+def _check_grain_options(spec: TrainSpec, width: int) -> None:
+    """The grain model takes grain rows and has its own inputs: the voxel model's input options are errors."""
+    if width != DESCRIPTOR_WIDTH or spec.augment or any(
+            o is not None for o in (spec.features, spec.pooling, spec.positions, spec.squash, spec.orientation)):
+        raise InputError("the grain model takes grain rows and has its own inputs (crystal-frame steps, volume "
+                         "fractions; cubic equivalents drawn in training); drop --features, --pooling, --squash, "
+                         "--orientation, --no-positions, --augment and --fingerprint", file="command line", key="arch")
 
 
 def _rotated_training_copies(data, tr, model, dev):
