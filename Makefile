@@ -27,7 +27,7 @@ bench: kernels
 	$(PY) benchmarks/bench_gru_backend.py
 
 # The shipped GRU surrogate from scratch: iso-strain (taylor K = 20) then full-field labels, training,
-# held-out report (about 7 h on 2 cores).
+# held-out reports (about 9.5 h on 2 cores; stage 11, the per-grain v8, about 1.5 h of it).
 GRU := results/gru_model
 gru-model: kernels
 	bash tools/make_gru_model.sh $(VENV) $(GRU)

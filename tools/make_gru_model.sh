@@ -5,7 +5,8 @@
 # Stages 1-5 make gru_aluminium_v3 (iso-strain labels, about 5.5 h on 2 cores); stages 6-7 make
 # gru_aluminium_v4 from it (new step features and volume pooling, then full-field labels); stage 8
 # makes gru_aluminium_v5, stage 7 without the seeds' positions as an input; stage 9 makes
-# gru_aluminium_v6 from v5 (large strains, to 0.6); stage 10 makes gru_aluminium_v7 from v6 (to 1).
+# gru_aluminium_v6 from v5 (large strains, to 0.6); stage 10 makes gru_aluminium_v7 from v6 (to 1);
+# stage 11 makes gru_aluminium_v8, one GRU state per grain (--arch grain), from its own data.
 set -euo pipefail
 VENV=${1:-.venv}
 OUT=${2:-results/gru_model}
@@ -75,6 +76,34 @@ gen --out "$OUT/train_large_strain_1.0.h5" --n-ve 1024 --paths-per-ve 1 --seed 4
 "$P" train gru "$OUT/train_fullfield8.h5" "$OUT/train_large_strain_1.0.h5" --out "$OUT/large_strain_1.0" \
   --init "$OUT/large_strain/model.pt" --beyond-weight 0.25 --epochs 30 --batch 16 --lr 3e-4 --threads 2
 
+# stage 11: one GRU state per grain in its crystal frame with a mean-field coupling (--arch grain,
+# hidden 256). Iso-strain labels of the full-field sets' VEs and paths (seeds 20, 21) to learn the
+# crystal, then two new full-field 8^3 sets (96 VEs x 4 paths, seed 31; 384 x 1, seed 32; 23 min of
+# labels on 2 cores), then those in steps 4 and 20 times as long (a step from a committed state is
+# often longer than the training steps). Stages a-c ran on one H200 GPU for the shipped file (8 min;
+# time-based cosine schedules, no validation split); on 2 cores about 34 s per epoch per 1 000
+# iso-strain sequences. Stage d (long steps) ran on 2 cores: 12 epochs, 28 min.
+gen --out "$OUT/train_iso_s20.h5" --n-ve 1056 --seed 20 --chunk 16 "${dt_opts[@]}"
+gen --out "$OUT/train_iso_s21.h5" --n-ve 752 --seed 21 --chunk 16 "${dt_opts[@]}"
+gen --out "$OUT/train_fullfield8_c.h5" --method fullfield --cells 8 --n-ve 96 --paths-per-ve 4 --seed 31 --chunk 8 "${dt_opts[@]}"
+gen --out "$OUT/train_fullfield8_d.h5" --method fullfield --cells 8 --n-ve 384 --paths-per-ve 1 --seed 32 --chunk 16 "${dt_opts[@]}"
+long=()
+for k in 4 20; do
+  for s in c d; do
+    [ -f "$OUT/train_fullfield8_${s}_x$k.h5" ] || "$P" datagen longer-steps "$OUT/train_fullfield8_$s.h5" --every $k \
+      --out "$OUT/train_fullfield8_${s}_x$k.h5"
+    long+=("$OUT/train_fullfield8_${s}_x$k.h5")
+  done
+done
+grain=(--hidden 256 --layers 1 --threads 2)
+ff_cd=("$OUT/train_fullfield8_c.h5" "$OUT/train_fullfield8_d.h5")
+"$P" train gru "$OUT/train_iso_s20.h5" "$OUT/train_iso_s21.h5" --arch grain --out "$OUT/grain_iso" "${grain[@]}" \
+  --epochs 22 --batch 64 --lr 2e-3
+"$P" train gru "${ff_cd[@]}" --init "$OUT/grain_iso/model.pt" --out "$OUT/grain_ff" "${grain[@]}" --epochs 35 --batch 64 --lr 5e-4
+"$P" train gru "${ff_cd[@]}" --init "$OUT/grain_ff/model.pt" --out "$OUT/grain_ff2" "${grain[@]}" --epochs 17 --batch 32 --lr 2e-4
+"$P" train gru "${ff_cd[@]}" "${long[@]}" --init "$OUT/grain_ff2/model.pt" --out "$OUT/grain_long" "${grain[@]}" \
+  --epochs 12 --batch 32 --lr 2e-4
+
 sets=("seen_ve_new_paths=$OUT/test_seen_ve_new_paths.h5" "unseen_ve=$OUT/test_unseen_ve.h5")
 for k in uniaxial_tension plane_strain pure_shear; do sets+=("$k=$OUT/test_idealised_$k.h5"); done
 for t in cube goss brass copper; do sets+=("texture_$t=$OUT/test_texture_$t.h5"); done
@@ -102,3 +131,4 @@ gaps=(--label-gap fullfield8_unseen_ve:taylor_unseen_ve --label-gap fullfield16_
 "$P" evaluate gru "$OUT/positionless/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v5"
 "$P" evaluate gru "$OUT/large_strain/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v6"
 "$P" evaluate gru "$OUT/large_strain_1.0/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v7"
+"$P" evaluate gru "$OUT/grain_long/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v8"

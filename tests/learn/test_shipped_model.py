@@ -47,19 +47,41 @@ def test_file_metadata_and_report(model):
     assert ff16["mean_MPa"] == pytest.approx(report["sets"]["fullfield8_unseen_ve"]["mean_MPa"], rel=0.05)
 
 
-def test_accuracy_on_fresh_unseen_full_field_sequences(model):
+@pytest.fixture(scope="module")
+def fresh():
     """8 VEs and paths drawn with a seed no data set uses, labelled now by the spectral solver on
-    their 8³ Voronoi grids (taylor K = 1): the mean eq. 5 error stays near the reported one, and
-    below the distance of the iso-strain labels from the same full-field labels."""
+    their 8³ Voronoi grids (taylor K = 1)."""
     spec = DG.DatagenSpec(method="fullfield", cells=8, n_ve=8, paths_per_ve=1, seed=9001, path_seed=9002, chunk=8,
                           dt_spread=4.0, dt_levels=5)
     s = DG.compute_chunk(spec, 0, DG.default_phase())
     assert not s["failed"].any()
+    return s
+
+
+def test_accuracy_on_fresh_unseen_full_field_sequences(model, fresh):
+    """The mean eq. 5 error stays near the reported one, and below the distance of the iso-strain
+    labels from the same full-field labels."""
+    s = fresh
     st = error_stats(predict(model, s["descriptor"], s["F"], s["dt"], s["fractions"]), s["sigma_dev"])
     reported = json.loads(REPORT.read_text())["sets"]["fullfield8_unseen_ve"]["mean_MPa"]
     iso, _ = DG.taylor_labels(s["descriptor"], s["fractions"], s["F"], s["dt"])
     assert st["mean_MPa"] < ACCURACY_FACTOR * reported
     assert st["mean_MPa"] < error_stats(iso, s["sigma_dev"])["mean_MPa"]
+
+
+def test_the_per_grain_model_is_the_more_accurate_on_the_same_fresh_sequences(model, fresh):
+    """gru_aluminium_v8 (one state per grain) on the same 8 fresh sequences: near its report's 3 MPa
+    (the aim), and below the default model, side by side."""
+    from polyfe2.constitutive.surrogates import load_surrogate
+
+    v8_file = shipped_model_path("gru_aluminium_v8.pt")
+    report = json.loads(v8_file.with_suffix(".report.json").read_text())["sets"]
+    assert report["fullfield16_unseen_128"]["samples"] >= 100 and report["fullfield16_unseen_128"]["mean_MPa"] < 3.0
+    s = fresh
+    err = {name: error_stats(predict(m, s["descriptor"], s["F"], s["dt"], s["fractions"]), s["sigma_dev"])["mean_MPa"]
+           for name, m in (("v8", load_surrogate(v8_file)), ("default", model))}
+    assert err["v8"] < ACCURACY_FACTOR * report["fullfield8_unseen_ve"]["mean_MPa"]
+    assert err["v8"] < 0.85 * err["default"]
 
 
 def test_a_ve_moved_as_a_whole_gets_the_same_answer(model):
