@@ -220,3 +220,17 @@ def test_solver_run_with_the_shipped_grain_model_reproduces_its_standalone_predi
     P_run = np.stack([curve_tensor(curve, "P_MPa", row) for row in range(1, T + 1)]) * 1e6
     assert summary.increments == T and summary.cutbacks == 0
     np.testing.assert_allclose(P_run, P_ref, rtol=0, atol=1e-4 * np.abs(P_ref).max())
+
+
+def test_shipped_model_sees_one_grains_volume(v8):
+    """Two VEs that differ only in the volume of one grain (its neighbours give up what it gains)."""
+    rng = np.random.default_rng(9003)
+    d = torch.tensor(D.random_texture(20, rng))[None].float()
+    v = torch.tensor(D.grain_fractions(d[0].double().numpy(), 16))[None].float()
+    big = v.clone()
+    big[0, 0] *= 3.0
+    big /= big.sum()
+    F = torch.tensor(LP.random_monotonic_path(np.random.default_rng(9004), 100, 0.05, 4)[None, 1:], dtype=torch.float32)
+    with torch.no_grad():
+        a, b = v8(d, F, 0.5, v), v8(d, F, 0.5, big)
+    assert float((a - b).abs().max()) > 0.2e6   # Pa
