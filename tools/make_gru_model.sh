@@ -80,9 +80,9 @@ gen --out "$OUT/train_large_strain_1.0.h5" --n-ve 1024 --paths-per-ve 1 --seed 4
 # hidden 256). Iso-strain labels of the full-field sets' VEs and paths (seeds 20, 21) to learn the
 # crystal, then two new full-field 8^3 sets (96 VEs x 4 paths, seed 31; 384 x 1, seed 32; 23 min of
 # labels on 2 cores), then those in steps 4 and 20 times as long (a step from a committed state is
-# often longer than the training steps). Stages a-c ran on one H200 GPU for the shipped file (8 min;
-# time-based cosine schedules, no validation split); on 2 cores about 34 s per epoch per 1 000
-# iso-strain sequences. Stage d (long steps) ran on 2 cores: 12 epochs, 28 min.
+# often longer than the training steps). For the shipped v8, stages a-c ran on one H200 GPU (8 min;
+# time-based cosine schedules, no validation split) and stage d on 2 cores (12 epochs, 17 min). Stage
+# a on 2 cores (22 epochs, 37 min while other work shared the cores) is gru_aluminium_v8_iso.
 gen --out "$OUT/train_iso_s20.h5" --n-ve 1056 --seed 20 --chunk 16 "${dt_opts[@]}"
 gen --out "$OUT/train_iso_s21.h5" --n-ve 752 --seed 21 --chunk 16 "${dt_opts[@]}"
 gen --out "$OUT/train_fullfield8_c.h5" --method fullfield --cells 8 --n-ve 96 --paths-per-ve 4 --seed 31 --chunk 8 "${dt_opts[@]}"
@@ -132,3 +132,4 @@ gaps=(--label-gap fullfield8_unseen_ve:taylor_unseen_ve --label-gap fullfield16_
 "$P" evaluate gru "$OUT/large_strain/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v6"
 "$P" evaluate gru "$OUT/large_strain_1.0/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v7"
 "$P" evaluate gru "$OUT/grain_long/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v8"
+"$P" evaluate gru "$OUT/grain_iso/model.pt" "${sets[@]}" "${gaps[@]}" --out "$OUT/report_v8_iso"   # gru_aluminium_v8_iso

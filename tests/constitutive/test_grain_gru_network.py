@@ -234,3 +234,23 @@ def test_shipped_model_sees_one_grains_volume(v8):
     with torch.no_grad():
         a, b = v8(d, F, 0.5, v), v8(d, F, 0.5, big)
     assert float((a - b).abs().max()) > 0.2e6   # Pa
+
+
+def test_iso_strain_stage_follows_taylor_more_closely_than_v3_on_fresh_sequences():
+    """gru_aluminium_v8_iso (the per-grain network after its iso-strain stage) on 16 VEs and paths
+    no data set uses, labelled now by taylor K = 20: near its report, and below v3, side by side."""
+    import json
+
+    from polyfe2.learn import datagen as DG
+    from polyfe2.learn.evaluate import error_stats, predict
+
+    spec = DG.DatagenSpec(n_ve=16, paths_per_ve=1, seed=9011, path_seed=9012, chunk=16, dt_spread=4.0, dt_levels=5)
+    s = DG.compute_chunk(spec, 0, DG.default_phase())
+    path = shipped_model_path("gru_aluminium_v8_iso.pt")
+    iso = load_surrogate(path)
+    assert is_grain_model(iso) and iso.meta["reference"].startswith("iso-strain")
+    err = {name: error_stats(predict(m, s["descriptor"], s["F"], s["dt"], s["fractions"]), s["sigma_dev"])["mean_MPa"]
+           for name, m in (("iso", iso), ("v3", load_surrogate(shipped_model_path("gru_aluminium_v3.pt"))))}
+    reported = json.loads(path.with_suffix(".report.json").read_text())["sets"]["unseen_ve_dt"]["mean_MPa"]
+    assert err["iso"] < 1.6 * reported
+    assert err["iso"] < 0.85 * err["v3"]

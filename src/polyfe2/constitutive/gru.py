@@ -46,7 +46,8 @@ from .registry import register
 #: trained to 0.05 only (more accurate there, falling stress beyond); ``gru_aluminium_v4.pt`` is
 #: v5 with positions; ``gru_aluminium_v3.pt`` follows the iso-strain (taylor K = 20) labels;
 #: ``gru_aluminium_v8.pt`` keeps one GRU state per grain (:mod:`.grain_gru_network`): the most
-#: accurate to 0.05, at many times the cost of an evaluation on a CPU;
+#: accurate to 0.05, at many times the cost of an evaluation on a CPU; ``gru_aluminium_v8_iso.pt``
+#: is its first stage, which follows the iso-strain labels (more closely than v3);
 #: ``model: <name>`` selects one by name.
 SHIPPED_MODEL = "gru_aluminium_v7.pt"
 _SETUP_CHUNK = 32768
@@ -107,8 +108,8 @@ class GRUBackend(Backend):
         "descriptors": Field("file", "HDF5 file with dataset 'descriptor' (n_materials, 20, 7) and optionally "
                              "'fractions' (n_materials, 20), relative to the run config"),
         "model": Field("file", "model file (.pt), relative to the run config, or a shipped model's name "
-                       "(gru_aluminium_v8.pt, gru_aluminium_v7.pt, gru_aluminium_v6.pt, gru_aluminium_v5.pt, "
-                       "gru_aluminium_v4.pt, gru_aluminium_v3.pt); default: gru_aluminium_v7.pt",
+                       "(gru_aluminium_v8.pt, gru_aluminium_v8_iso.pt, gru_aluminium_v7.pt, gru_aluminium_v6.pt, "
+                       "gru_aluminium_v5.pt, gru_aluminium_v4.pt, gru_aluminium_v3.pt); default: gru_aluminium_v7.pt",
                        default=None),
         "kernels": Field("choice", "compiled kernels when built (auto), the split step in torch (reference) "
                          "or nn.GRU every evaluation (torch); a per-grain model always steps in torch", default="auto", choices=("auto", "reference", "torch")),
