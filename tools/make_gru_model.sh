@@ -97,6 +97,7 @@ for k in 4 20; do
 done
 grain=(--hidden 256 --layers 1 --threads 2)
 ff_cd=("$OUT/train_fullfield8_c.h5" "$OUT/train_fullfield8_d.h5")
+# a: iso-strain; b, c: full-field; d: full-field with the longer steps
 "$P" train gru "$OUT/train_iso_s20.h5" "$OUT/train_iso_s21.h5" --arch grain --out "$OUT/grain_iso" "${grain[@]}" \
   --epochs 22 --batch 64 --lr 2e-3
 "$P" train gru "${ff_cd[@]}" --init "$OUT/grain_iso/model.pt" --out "$OUT/grain_ff" "${grain[@]}" --epochs 35 --batch 64 --lr 5e-4

@@ -112,7 +112,8 @@ class GRUBackend(Backend):
                        "gru_aluminium_v5.pt, gru_aluminium_v4.pt, gru_aluminium_v3.pt); default: gru_aluminium_v7.pt",
                        default=None),
         "kernels": Field("choice", "compiled kernels when built (auto), the split step in torch (reference) "
-                         "or nn.GRU every evaluation (torch); a per-grain model always steps in torch", default="auto", choices=("auto", "reference", "torch")),
+                         "or nn.GRU every evaluation (torch); a per-grain model always steps in torch",
+                         default="auto", choices=("auto", "reference", "torch")),
         "math": Field("choice", "arithmetic of the CUDA kernels", default="fp32", choices=("fp32", "tf32", "bf16")),
     })
 
@@ -141,7 +142,6 @@ class GRUBackend(Backend):
             self.options["kernels"], self._fused.backend_info() if self._fused is not None else "not set up")
         if self.per_grain:
             impl = f"one GRU state per grain, {self.model.hidden} wide, step in torch in chunks of {_GRAIN_CHUNK} points"
-
         measured = self._measured_fractions
         note = f", grain fractions measured for {measured} materials (none in the descriptor file)" if measured else ""
         return f"gru (model {self.model_file.name}, {impl}{note})"
